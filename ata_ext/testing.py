@@ -1,0 +1,70 @@
+"""Helpers shared by the test suite and the benchmarks: device lists, problem generators and the
+scipy-backed optimality check. scipy is imported lazily: it is a test dependency only."""
+import numpy as np
+import torch
+
+
+def devices():
+    """'cpu', plus 'cuda' when a GPU is visible: tests parametrize over this."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool]
+
+
+def video_similarity(batch, n, channels=64, noise=0.3, generator=None):
+    """Cosine similarities of consecutive 'frames' whose patch features are a shuffled, noisy copy
+    of the previous frame: the matrices ATA solves (maximize). Returns (batch, n, n) float32."""
+    g = generator
+    x0 = torch.randn(batch, n, channels, generator=g)
+    perm = torch.argsort(torch.rand(batch, n, generator=g), dim=1)
+    x1 = torch.gather(x0, 1, perm[..., None].expand(-1, -1, channels))
+    x1 = x1 + noise * torch.randn(batch, n, channels, generator=g)
+    a = torch.nn.functional.normalize(x0, dim=-1)
+    b = torch.nn.functional.normalize(x1, dim=-1)
+    return a @ b.transpose(1, 2)
+
+
+def objective(cost, cols):
+    """Total of cost[i, cols[i]] over assigned rows, in float64 on the CPU. Checks that cols is a
+    valid partial assignment covering min(N, M) rows with distinct columns."""
+    c = cost.detach().cpu().double().numpy()
+    s = cols.cpu().numpy()
+    n, m = c.shape
+    assert s.shape == (n,), f"solution shape {s.shape} for a {n}x{m} problem"
+    rows = np.flatnonzero(s >= 0)
+    assert len(rows) == min(n, m), f"{len(rows)} rows assigned, expected {min(n, m)}"
+    assert np.all(s[s < 0] == -1) and np.all(s < m), "column index out of range"
+    assert len(np.unique(s[rows])) == len(rows), "a column is assigned twice"
+    return float(c[rows, s[rows]].sum())
+
+
+def scipy_objective(cost, maximize=False):
+    """scipy's optimal total for one 2-D problem (float64 on the CPU)."""
+    from scipy.optimize import linear_sum_assignment
+
+    c = cost.detach().cpu().double().numpy()
+    r, k = linear_sum_assignment(c, maximize=maximize)
+    return float(c[r, k].sum())
+
+
+def tolerance(cost):
+    """The documented float tolerance: 1e-9 * N * max|finite cost| (0 for integer-valued costs)."""
+    c = cost.detach().cpu().double()
+    finite = c[torch.isfinite(c)]
+    if finite.numel() == 0 or bool((finite == finite.round()).all()):
+        return 0.0
+    return 1e-9 * max(c.shape) * float(finite.abs().max())
+
+
+def assert_optimal(cost, cols, maximize=False, tol=None):
+    """Asserts that cols (..., N) solves every problem of cost (..., N, M) as well as scipy."""
+    n, m = cost.shape[-2:]
+    flat_c = cost.reshape(-1, n, m)
+    flat_s = cols.reshape(-1, n)
+    for b in range(flat_c.shape[0]):
+        got = objective(flat_c[b], flat_s[b])
+        ref = scipy_objective(flat_c[b], maximize)
+        t = tolerance(flat_c[b]) if tol is None else tol
+        assert abs(got - ref) <= t, f"problem {b}: objective {got!r}, scipy {ref!r} (tolerance {t})"

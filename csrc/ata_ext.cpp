@@ -1,0 +1,35 @@
+// Every ata_ext operator schema, in one TORCH_LIBRARY block, and the Python module init.
+// Backends (csrc/cpu/*_cpu.cpp, csrc/cuda/*_cuda.cu) only register implementations; the
+// dispatcher routes by device. Fake (meta) kernels and autograd live in ata_ext/_ops.py.
+#include <torch/library.h>
+
+#ifndef ATA_EXT_TORCH_VERSION
+#define ATA_EXT_TORCH_VERSION "unknown"
+#endif
+#ifndef ATA_EXT_CUDA_VERSION
+#define ATA_EXT_CUDA_VERSION "cpu"
+#endif
+
+TORCH_LIBRARY(ata_ext, m) {
+  // Batched dense linear assignment. cost (..., N, M) -> (..., N) int64 column per row, -1 for
+  // rows left unassigned when N > M. `check` turns on the input validation that raises on NaN,
+  // wrong-sign infinities and infeasible problems (one host sync on CUDA).
+  m.def("linear_sum_assignment(Tensor cost, bool maximize=False, bool check=True) -> Tensor");
+  // The auction solver: the CUDA kernel, and on the CPU its serial twin with the same integer
+  // arithmetic (bit-identical results). Same contract as linear_sum_assignment.
+  m.def("lsa_auction(Tensor cost, bool maximize=False, bool check=True) -> Tensor");
+  // Reports what the binary was built against, so Python can refuse a stale build clearly.
+  m.def("build_info() -> str[]", [] {
+    return std::vector<std::string>{ATA_EXT_TORCH_VERSION, ATA_EXT_CUDA_VERSION};
+  });
+}
+
+#ifdef ATA_EXT_PYTHON_MODULE
+// Importing ata_ext._C runs the static registrations above; the module itself stays empty, so no
+// translation unit needs pybind11 or torch/extension.h (they dominate compile time).
+#include <Python.h>
+extern "C" PyMODINIT_FUNC PyInit__C(void) {
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&def);
+}
+#endif

@@ -1,0 +1,130 @@
+// The batch driver shared by the CPU assignment solvers: it walks (..., N, M) problems in parallel,
+// loads each into a dense float64 minimisation problem with rows <= columns, validates it, calls
+// the solver and scatters the answer back. Keeping this in one place is what makes every CPU
+// solver honour the same contract (shapes, -1 rows, errors).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+namespace ata_ext {
+
+enum class LsaStatus : int8_t { kOk = 0, kInvalid = 1, kInfeasible = 2 };
+
+// One problem in minimisation form: c is rows x cols, row-major, rows <= cols, +inf = forbidden.
+struct DenseProblem {
+  std::vector<double> c;
+  int64_t rows = 0, cols = 0;
+  bool all_finite = true;
+};
+
+// Checks rank and dtype; shared by every backend so the messages match.
+inline void lsa_check_input(const at::Tensor& cost, const char* op) {
+  TORCH_CHECK_VALUE(cost.dim() >= 2, op, ": cost must have at least 2 dimensions (..., N, M), got shape ",
+                    cost.sizes());
+  TORCH_CHECK_TYPE(!cost.is_complex(), op, ": complex cost matrices are not supported (got ",
+                   cost.scalar_type(), ")");
+}
+
+inline at::Tensor lsa_output(const at::Tensor& cost) {
+  auto sizes = cost.sizes().vec();
+  sizes.pop_back();
+  return at::full(sizes, -1, cost.options().dtype(at::kLong));
+}
+
+// Raises the error for the first failed problem, or does nothing.
+inline void lsa_raise(const std::vector<LsaStatus>& status, const char* op) {
+  for (size_t b = 0; b < status.size(); ++b) {
+    TORCH_CHECK_VALUE(status[b] != LsaStatus::kInvalid, op,
+                      ": matrix contains invalid numeric entries (NaN, or an infinity of the sign "
+                      "that cannot mark a forbidden pair) in problem ", b, " of the batch");
+    TORCH_CHECK_VALUE(status[b] != LsaStatus::kInfeasible, op, ": cost matrix is infeasible (problem ", b,
+                      " of the batch has no complete assignment avoiding forbidden pairs)");
+  }
+}
+
+// Loads problem `src` (n x m with strides s0, s1) into p: transposed when n > m, negated when
+// maximising, so p is always a minimisation with rows <= cols. Returns kInvalid on NaN or an
+// infinity of the wrong sign (-inf when minimising, +inf when maximising).
+template <typename scalar_t>
+LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1, bool maximize,
+                   DenseProblem& p) {
+  const bool transpose = n > m;
+  p.rows = transpose ? m : n;
+  p.cols = transpose ? n : m;
+  p.c.resize(p.rows * p.cols);
+  p.all_finite = true;
+  const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
+  const double sign = maximize ? -1.0 : 1.0;
+  for (int64_t i = 0; i < p.rows; ++i) {
+    const scalar_t* row = src + i * rs;
+    double* dst = p.c.data() + i * p.cols;
+    if (cs == 1) {  // the common contiguous case, kept separate so it vectorises
+      for (int64_t j = 0; j < p.cols; ++j) dst[j] = sign * static_cast<double>(row[j]);
+    } else {
+      for (int64_t j = 0; j < p.cols; ++j) dst[j] = sign * static_cast<double>(row[j * cs]);
+    }
+  }
+  // Counting finite entries vectorises (a compare on |v|); the classifying loop runs only when
+  // something is not finite: NaN and -inf are invalid, +inf is a forbidden pair.
+  const double big = std::numeric_limits<double>::max();
+  int64_t finite = 0;
+  for (const double v : p.c) finite += std::fabs(v) <= big;
+  p.all_finite = finite == static_cast<int64_t>(p.c.size());
+  if (!p.all_finite) {
+    for (const double v : p.c) {
+      if (std::isnan(v) || v < -big) return LsaStatus::kInvalid;
+    }
+  }
+  return LsaStatus::kOk;
+}
+
+// Runs `solve(const DenseProblem&, int64_t* col_of_row) -> LsaStatus` on every problem of the
+// batch. col_of_row has p.rows entries. With check=false a failed problem is left all -1 instead
+// of raising, which is the contract of the sync-free CUDA path too.
+template <typename Solver>
+at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, const char* op, Solver solve) {
+  lsa_check_input(cost_in, op);
+  at::Tensor out = lsa_output(cost_in);
+  const int64_t n = cost_in.size(-2), m = cost_in.size(-1);
+  if (out.numel() == 0 || m == 0) return out;
+  // Views stay views for any strided input whose batch dims can be flattened; otherwise one copy.
+  const at::Tensor cost = cost_in.reshape({-1, n, m});
+  const int64_t batch = cost.size(0);
+  at::Tensor out2 = out.view({batch, n});
+  int64_t* out_ptr = out2.data_ptr<int64_t>();
+  std::vector<LsaStatus> status(batch, LsaStatus::kOk);
+  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "linear_sum_assignment", [&] {
+    const scalar_t* base = cost.const_data_ptr<scalar_t>();
+    const int64_t sb = cost.stride(0), s0 = cost.stride(1), s1 = cost.stride(2);
+    // Grain 1: problems are coarse and uneven in cost, so let the pool balance them.
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      DenseProblem p;
+      std::vector<int64_t> sol;
+      for (int64_t b = begin; b < end; ++b) {
+        LsaStatus st = lsa_load(base + b * sb, n, m, s0, s1, maximize, p);
+        if (st == LsaStatus::kOk) {
+          sol.assign(p.rows, -1);
+          st = solve(p, sol.data());
+        }
+        status[b] = st;
+        if (st != LsaStatus::kOk) continue;
+        int64_t* o = out_ptr + b * n;
+        if (n <= m) {
+          for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
+        } else {  // solved the transpose: sol maps original columns to original rows
+          for (int64_t j = 0; j < m; ++j) o[sol[j]] = j;
+        }
+      }
+    });
+  });
+  if (check) lsa_raise(status, op);
+  return out;
+}
+
+}  // namespace ata_ext

@@ -1,0 +1,92 @@
+"""Builds ata_ext._C with torch.utils.cpp_extension and ninja.
+
+CUDA kernels are compiled when nvcc is found or FORCE_CUDA=1 (no GPU needs to be visible);
+USE_CUDA=0 forces a CPU-only build. TORCH_CUDA_ARCH_LIST and MAX_JOBS are respected.
+Install with `pip install --no-build-isolation .` (torch must already be installed).
+"""
+import glob
+import os
+import shutil
+
+from setuptools import find_packages, setup
+
+
+def _find_cuda_home():
+    # /usr/local/bin/nvcc may be a wrapper script, which makes torch guess CUDA_HOME=/usr/local
+    # and fail to link -lcudart; prefer an explicit setting, then the toolkit's usual home.
+    for key in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(key):
+            return os.environ[key]
+    if os.path.exists("/usr/local/cuda/bin/nvcc"):
+        return "/usr/local/cuda"
+    nvcc = shutil.which("nvcc")
+    return os.path.dirname(os.path.dirname(os.path.realpath(nvcc))) if nvcc else None
+
+
+_cuda_home = _find_cuda_home()
+if _cuda_home:
+    os.environ["CUDA_HOME"] = _cuda_home  # must be set before cpp_extension is imported
+
+import torch  # noqa: E402
+from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
+
+
+def _use_cuda():
+    if os.environ.get("USE_CUDA", "") == "0":
+        return False
+    forced = os.environ.get("FORCE_CUDA", "") == "1"
+    if not (forced or (_cuda_home and os.path.exists(os.path.join(_cuda_home, "bin", "nvcc")))):
+        return False
+    if torch.version.cuda is None:
+        if forced:
+            raise RuntimeError("FORCE_CUDA=1 but the installed torch is a CPU-only build")
+        return False
+    if _cuda_home is None:
+        raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found: set CUDA_HOME")
+    return True
+
+
+def _extension():
+    here = os.path.dirname(os.path.abspath(__file__))
+    cuda = _use_cuda()
+    sources = ["csrc/ata_ext.cpp"] + sorted(glob.glob("csrc/cpu/*.cpp"))
+    cuda_version = torch.version.cuda if cuda else "cpu"
+    defines = [
+        "-DATA_EXT_PYTHON_MODULE",
+        f'-DATA_EXT_TORCH_VERSION="{torch.__version__}"',
+        f'-DATA_EXT_CUDA_VERSION="{cuda_version}"',
+    ]
+    # The C++ standard is the one cpp_extension picks for this torch. at::parallel_for is inline
+    # OpenMP: without -fopenmp here it silently runs serially.
+    cxx = ["-O3", "-fopenmp"] + defines
+    link = ["-fopenmp"]
+    include_dirs = [os.path.join(here, "csrc")]
+    if not cuda:
+        return CppExtension(
+            "ata_ext._C", sources, include_dirs=include_dirs, extra_compile_args={"cxx": cxx}, extra_link_args=link
+        )
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
+        # No GPU to detect the architecture from: build for Hopper (the GPUs this project is
+        # tested on) instead of every architecture torch knows, which multiplies compile time.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+    nvcc = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + defines
+    return CUDAExtension(
+        "ata_ext._C",
+        sources + sorted(glob.glob("csrc/cuda/*.cu")),
+        include_dirs=include_dirs,
+        extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+        extra_link_args=link,
+    )
+
+
+setup(
+    name="ata_ext",
+    version="0.1.0",
+    description="Batched linear assignment (CPU and CUDA) and alignment kernels for PyTorch",
+    packages=find_packages(include=["ata_ext", "ata_ext.*"]),
+    ext_modules=[_extension()],
+    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    python_requires=">=3.9",
+    install_requires=["torch", "numpy"],
+    zip_safe=False,
+)

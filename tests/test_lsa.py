@@ -1,0 +1,245 @@
+"""linear_sum_assignment against scipy: a table of devices x solvers x dtypes x inputs."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import ata_ext
+from ata_ext.testing import FLOAT_DTYPES, INT_DTYPES, assert_optimal, devices, objective, video_similarity
+
+# (device, algorithm) pairs: every CPU solver, and the default solver on each GPU.
+SOLVERS = [("cpu", "jv")] + [(d, "auto") for d in devices() if d != "cpu"]
+SOLVER_IDS = [f"{d}-{a}" for d, a in SOLVERS]
+
+
+def solve(cost, maximize=False, device="cpu", algorithm="auto", **kw):
+    return ata_ext.linear_sum_assignment(cost.to(device), maximize, algorithm=algorithm, **kw).cpu()
+
+
+def gen(kind, n, m, g):
+    """Adversarial and structured problem families, float64 (n, m)."""
+    if kind == "uniform":
+        return torch.rand(n, m, generator=g, dtype=torch.float64)
+    if kind == "ties":
+        return torch.randint(0, 3, (n, m), generator=g).double()
+    if kind == "constant":
+        return torch.full((n, m), 7.0, dtype=torch.float64)
+    if kind == "duplicate_rows":
+        return torch.rand(1, m, generator=g, dtype=torch.float64).expand(n, m).clone()
+    if kind == "huge_range":
+        exponent = torch.randint(-150, 150, (n, m), generator=g).double()
+        return torch.rand(n, m, generator=g, dtype=torch.float64) * torch.pow(10.0, exponent)
+    if kind == "tiny_gaps":
+        return 1.0 + 1e-12 * torch.rand(n, m, generator=g, dtype=torch.float64)
+    if kind == "integer":
+        return torch.randint(-10**6, 10**6, (n, m), generator=g).double()
+    if kind == "negative":
+        return -1e3 * torch.rand(n, m, generator=g, dtype=torch.float64)
+    if kind == "video":
+        return video_similarity(1, n, generator=g)[0, :, :m].double()
+    raise ValueError(kind)
+
+
+KINDS = ["uniform", "ties", "constant", "duplicate_rows", "huge_range", "tiny_gaps", "integer", "negative", "video"]
+SHAPES = [(1, 1), (2, 2), (5, 5), (17, 17), (49, 49), (8, 13), (13, 8), (1, 9), (9, 1), (100, 100)]
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("maximize", [False, True])
+def test_matches_scipy(device, algorithm, kind, maximize):
+    g = torch.Generator().manual_seed(hash((kind, maximize)) % 2**31)
+    for n, m in SHAPES:
+        cost = gen(kind, n, m, g)
+        assert_optimal(cost, solve(cost, maximize, device, algorithm), maximize)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES + INT_DTYPES, ids=str)
+def test_dtypes(device, algorithm, dtype):
+    g = torch.Generator().manual_seed(1)
+    if dtype.is_floating_point:
+        cost = (torch.rand(4, 30, 30, generator=g) * 100).to(dtype)
+    elif dtype == torch.bool:
+        cost = torch.rand(4, 30, 30, generator=g) > 0.5
+    else:
+        cost = torch.randint(0, 100, (4, 30, 30), generator=g).to(dtype)
+    for mx in (False, True):
+        out = solve(cost, mx, device, algorithm)
+        assert out.dtype == torch.int64 and out.shape == (4, 30)
+        # Optimal for the values as stored in this dtype (compared in float64).
+        assert_optimal(cost.double(), out, mx)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_batch_dims_and_strides(device, algorithm):
+    g = torch.Generator().manual_seed(2)
+    cost = torch.rand(2, 3, 20, 20, generator=g, dtype=torch.float64)
+    out = solve(cost, device=device, algorithm=algorithm)
+    assert out.shape == (2, 3, 20)
+    assert_optimal(cost, out)
+    # Batched equals one by one.
+    for i in range(2):
+        for j in range(3):
+            assert torch.equal(out[i, j], solve(cost[i, j], device=device, algorithm=algorithm))
+    # Non-contiguous: a transposed view, a strided slice, an expanded (stride-0) batch.
+    t = cost.transpose(-1, -2)
+    assert_optimal(t, solve(t, device=device, algorithm=algorithm))
+    s = torch.rand(40, 50, generator=g, dtype=torch.float64)[::2, ::3]
+    assert_optimal(s, solve(s, device=device, algorithm=algorithm))
+    e = cost[0, 0].expand(5, 20, 20)
+    out = solve(e, device=device, algorithm=algorithm)
+    assert all(torch.equal(out[0], out[k]) for k in range(5))
+    # No batch dims at all.
+    assert_optimal(cost[1, 2], solve(cost[1, 2], device=device, algorithm=algorithm))
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_rectangular_unassigned_rows(device, algorithm):
+    cost = torch.tensor([[5.0, 1.0], [0.0, 9.0], [2.0, 2.0], [1.0, 0.5]])
+    out = solve(cost, device=device, algorithm=algorithm)
+    assert out.tolist() == [-1, 0, -1, 1]
+    out = solve(cost, True, device, algorithm)
+    assert out.tolist() == [0, 1, -1, -1]
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("shape", [(0, 5, 5), (3, 0, 4), (3, 4, 0), (0, 0), (2, 0), (0, 2), (2, 3, 0, 0)])
+def test_empty(device, algorithm, shape):
+    out = solve(torch.rand(shape), device=device, algorithm=algorithm)
+    assert out.shape == shape[:-1] and out.dtype == torch.int64
+    assert bool((out == -1).all())
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_forbidden_pairs(device, algorithm):
+    g = torch.Generator().manual_seed(3)
+    for n, m in [(10, 10), (6, 12), (12, 6), (40, 40)]:
+        cost = torch.rand(n, m, generator=g, dtype=torch.float64)
+        mask = torch.rand(n, m, generator=g) < 0.5
+        # Keep a feasible assignment: the diagonal stays allowed.
+        k = min(n, m)
+        mask[torch.arange(k), torch.arange(k)] = False
+        for mx, bad in ((False, float("inf")), (True, float("-inf"))):
+            c = cost.masked_fill(mask, bad)
+            out = solve(c, mx, device, algorithm)
+            rows = (out >= 0).nonzero().flatten()
+            assert not bool(mask[rows, out[rows]].any()), "a forbidden pair was assigned"
+            assert_optimal(c, out, mx)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_infeasible(device, algorithm):
+    inf = float("inf")
+    cases = [
+        (torch.tensor([[inf, inf], [1.0, 2.0]]), False),
+        (torch.tensor([[1.0, inf, inf], [2.0, inf, inf]]), False),  # two rows share one column
+        (torch.tensor([[-inf, -inf], [1.0, 2.0]]), True),
+        (torch.full((3, 3), inf), False),
+    ]
+    for cost, mx in cases:
+        with pytest.raises(ValueError, match="infeasible"):
+            solve(cost, mx, device, algorithm)
+        # check=False: no exception, the failed problem comes back all -1; others still solved.
+        batch = torch.stack([cost, torch.zeros_like(cost)])
+        out = solve(batch, mx, device, algorithm, check=False)
+        assert bool((out[0] == -1).all())
+        assert (out[1] >= 0).sum() == min(cost.shape)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_invalid_entries(device, algorithm):
+    nan, inf = float("nan"), float("inf")
+    for cost, mx in [
+        (torch.tensor([[nan, 1.0], [1.0, 1.0]]), False),
+        (torch.tensor([[nan, 1.0], [1.0, 1.0]]), True),
+        (torch.tensor([[-inf, 1.0], [1.0, 1.0]]), False),
+        (torch.tensor([[inf, 1.0], [1.0, 1.0]]), True),
+    ]:
+        with pytest.raises(ValueError, match="invalid numeric entries"):
+            solve(cost, mx, device, algorithm)
+        with pytest.raises(ValueError, match="problem 1 of the batch"):
+            solve(torch.stack([torch.zeros(2, 2), cost]), mx, device, algorithm)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        ata_ext.linear_sum_assignment(torch.rand(5))
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        ata_ext.linear_sum_assignment(torch.tensor(1.0))
+    with pytest.raises(TypeError, match="complex"):
+        ata_ext.linear_sum_assignment(torch.rand(3, 3, dtype=torch.complex64))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        ata_ext.linear_sum_assignment(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="algorithm"):
+        ata_ext.linear_sum_assignment(torch.rand(3, 3), algorithm="hungarian")
+    # The raw op checks too, for callers that bypass the Python wrapper.
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        torch.ops.ata_ext.linear_sum_assignment(torch.rand(5))
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_large_and_tie_heavy_terminate(device, algorithm):
+    g = torch.Generator().manual_seed(4)
+    cost = torch.rand(1024, 1024, generator=g, dtype=torch.float64)
+    assert_optimal(cost, solve(cost, device=device, algorithm=algorithm))
+    # Massive ties at a size where a poorly guarded solver would crawl or loop.
+    for c in (torch.zeros(300, 300), torch.randint(0, 2, (300, 300), generator=g).float()):
+        assert_optimal(c, solve(c, device=device, algorithm=algorithm))
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_batch_of_video_problems(device, algorithm):
+    cost = video_similarity(16, 49, generator=torch.Generator().manual_seed(5))
+    out = solve(cost, True, device, algorithm)
+    assert_optimal(cost, out, maximize=True)
+
+
+@pytest.mark.parametrize("algorithm", ["jv"])
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+        elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+    ),
+    st.booleans(),
+)
+def test_property_objective_equals_scipy(algorithm, a, maximize):
+    cost = torch.from_numpy(a)
+    assert_optimal(cost, solve(cost, maximize, algorithm=algorithm), maximize)
+
+
+@pytest.mark.parametrize("algorithm", ["jv"])
+@given(
+    hnp.arrays(np.int64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=10), elements=st.integers(-5, 5)),
+    st.booleans(),
+)
+def test_property_integer_costs_exact(algorithm, a, maximize):
+    from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+    cost = torch.from_numpy(a)
+    r, c = scipy_lsa(a, maximize=maximize)
+    assert objective(cost, solve(cost, maximize, algorithm=algorithm)) == a[r, c].sum()
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("op", ["linear_sum_assignment"])
+def test_opcheck(device, op):
+    g = torch.Generator().manual_seed(6)
+    for args in [
+        (torch.rand(3, 7, 7, generator=g), False, True),
+        (torch.rand(2, 5, 9, generator=g).double(), True, True),
+        (torch.rand(9, 5, generator=g), False, False),
+    ]:
+        args = (args[0].to(device),) + args[1:]
+        torch.library.opcheck(getattr(torch.ops.ata_ext, op).default, args)
+
+
+def test_torch_compile_fullgraph():
+    def f(c):
+        return ata_ext.linear_sum_assignment(c * 2.0, maximize=True) + 1
+
+    c = torch.rand(4, 10, 10)
+    assert torch.equal(torch.compile(f, fullgraph=True, backend="aot_eager")(c), f(c))
