@@ -33,8 +33,14 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
     Optimality: the CPU solver works in float64 on the exact input values. For integer-valued
     costs (any dtype) with N * max|cost| < 2**53 the assignment is exactly optimal (the same
     objective as scipy.optimize.linear_sum_assignment). For other float costs its objective is
-    within 1e-9 * N * max|cost| of scipy's. The auction scales costs to integers; its bound is
-    documented in ata_ext.auction_tolerance.
+    within 1e-9 * N * max|cost| of scipy's. The auction (CUDA, and algorithm="auction" on the CPU)
+    quantises each problem's finite costs to Q integer levels over their range R and solves that
+    integer problem exactly (epsilon-scaling down to 1 on benefits scaled by n+1): its objective is
+    within min(N, M) * R / Q of the optimum, Q = min(2**24, 2**40 // (n+1)) for n = max(N, M)
+    (about 2**40 / (n+1)**2 when some pair is forbidden). Integer costs with R <= Q are not
+    quantised, so they are solved exactly. ata_ext.testing.tolerance computes both bounds.
+    The auction handles max(N, M) <= 65535 on the CPU; on CUDA up to what one block's shared
+    memory holds (about 8000 on an H100), and it pads rectangular problems to square.
     """
     if not isinstance(cost, torch.Tensor):
         raise TypeError(

@@ -173,9 +173,9 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x, JvState& s) {
   }
   const std::vector<int64_t> rows = s.free_rows;
   for (int64_t f : rows) {
-    if (!jv_augment(p.c.data(), m, f, x, s)) return LsaStatus::kInfeasible;
+    if (!jv_augment(p.c.data(), m, f, x, s)) return kInfeasible;
   }
-  return LsaStatus::kOk;
+  return kOk;
 }
 
 at::Tensor linear_sum_assignment_cpu(const at::Tensor& cost, bool maximize, bool check) {

@@ -12,9 +12,9 @@
 #include <limits>
 #include <vector>
 
-namespace ata_ext {
+#include "common/lsa_common.h"
 
-enum class LsaStatus : int8_t { kOk = 0, kInvalid = 1, kInfeasible = 2 };
+namespace ata_ext {
 
 // One problem in minimisation form: c is rows x cols, row-major, rows <= cols, +inf = forbidden.
 struct DenseProblem {
@@ -22,31 +22,6 @@ struct DenseProblem {
   int64_t rows = 0, cols = 0;
   bool all_finite = true;
 };
-
-// Checks rank and dtype; shared by every backend so the messages match.
-inline void lsa_check_input(const at::Tensor& cost, const char* op) {
-  TORCH_CHECK_VALUE(cost.dim() >= 2, op, ": cost must have at least 2 dimensions (..., N, M), got shape ",
-                    cost.sizes());
-  TORCH_CHECK_TYPE(!cost.is_complex(), op, ": complex cost matrices are not supported (got ",
-                   cost.scalar_type(), ")");
-}
-
-inline at::Tensor lsa_output(const at::Tensor& cost) {
-  auto sizes = cost.sizes().vec();
-  sizes.pop_back();
-  return at::full(sizes, -1, cost.options().dtype(at::kLong));
-}
-
-// Raises the error for the first failed problem, or does nothing.
-inline void lsa_raise(const std::vector<LsaStatus>& status, const char* op) {
-  for (size_t b = 0; b < status.size(); ++b) {
-    TORCH_CHECK_VALUE(status[b] != LsaStatus::kInvalid, op,
-                      ": matrix contains invalid numeric entries (NaN, or an infinity of the sign "
-                      "that cannot mark a forbidden pair) in problem ", b, " of the batch");
-    TORCH_CHECK_VALUE(status[b] != LsaStatus::kInfeasible, op, ": cost matrix is infeasible (problem ", b,
-                      " of the batch has no complete assignment avoiding forbidden pairs)");
-  }
-}
 
 // Loads problem `src` (n x m with strides s0, s1) into p: transposed when n > m, negated when
 // maximising, so p is always a minimisation with rows <= cols. Returns kInvalid on NaN or an
@@ -78,10 +53,10 @@ LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_
   p.all_finite = finite == static_cast<int64_t>(p.c.size());
   if (!p.all_finite) {
     for (const double v : p.c) {
-      if (std::isnan(v) || v < -big) return LsaStatus::kInvalid;
+      if (std::isnan(v) || v < -big) return kInvalid;
     }
   }
-  return LsaStatus::kOk;
+  return kOk;
 }
 
 // Runs `solve(const DenseProblem&, int64_t* col_of_row) -> LsaStatus` on every problem of the
@@ -98,7 +73,7 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
   const int64_t batch = cost.size(0);
   at::Tensor out2 = out.view({batch, n});
   int64_t* out_ptr = out2.data_ptr<int64_t>();
-  std::vector<LsaStatus> status(batch, LsaStatus::kOk);
+  std::vector<int32_t> status(batch, kOk);
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "linear_sum_assignment", [&] {
     const scalar_t* base = cost.const_data_ptr<scalar_t>();
     const int64_t sb = cost.stride(0), s0 = cost.stride(1), s1 = cost.stride(2);
@@ -107,13 +82,13 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
       DenseProblem p;
       std::vector<int64_t> sol;
       for (int64_t b = begin; b < end; ++b) {
-        LsaStatus st = lsa_load(base + b * sb, n, m, s0, s1, maximize, p);
-        if (st == LsaStatus::kOk) {
+        int32_t st = lsa_load(base + b * sb, n, m, s0, s1, maximize, p);
+        if (st == kOk) {
           sol.assign(p.rows, -1);
           st = solve(p, sol.data());
         }
         status[b] = st;
-        if (st != LsaStatus::kOk) continue;
+        if (st != kOk) continue;
         int64_t* o = out_ptr + b * n;
         if (n <= m) {
           for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
@@ -123,7 +98,7 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
       }
     });
   });
-  if (check) lsa_raise(status, op);
+  if (check) lsa_raise(status.data(), batch, op);
   return out;
 }
 

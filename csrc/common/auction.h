@@ -1,0 +1,183 @@
+// The auction solver's arithmetic, shared verbatim by the CUDA kernel (csrc/cuda/lsa_auction_cuda.cu)
+// and its serial CPU twin (csrc/cpu/lsa_auction_cpu.cpp), so the two give bit-identical answers.
+//
+// The algorithm (Bertsekas' auction with epsilon-scaling, Jacobi rounds):
+//  1. A problem (rows <= cols after transposing) becomes a square n x n maximisation, n = cols,
+//     by adding rows of constant benefit 0. Benefits are quantised to integers B in [0, Q]; a
+//     forbidden pair gets B = -(n*Q + 1), so any assignment that uses one is worse than every
+//     assignment that does not: the optimum uses one only if the problem is infeasible.
+//  2. Integer benefits are multiplied by n+1: with eps = 1 in the last phase the assignment is
+//     then exactly optimal for B (eps-complementary slackness with eps < 1/n).
+//  3. Each round every unassigned row bids on its best column j1 (lowest index among equals) the
+//     price p[j1] + (v1 - v2) + eps, v1/v2 the best and second-best values B'[i][j] - p[j], all
+//     read from the prices at the start of the round. Each column takes the highest packed
+//     (bid << kRowBits | row) word (ties go to the higher row), which on the GPU is one 64-bit atomicMax: the outcome of a
+//     round does not depend on thread timing.
+//  4. Phases divide eps by kEpsDiv until it reaches 1; prices carry over, assignments restart.
+// The price of a column never exceeds (phases) x (2C + eps0), C the scaled benefit range; Q is
+// chosen per problem so that this stays below 2^47 and fits the packed word (see auction_levels).
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace ata_ext {
+namespace auction {
+
+constexpr int kRowBits = 16;                        // rows per problem < 2^16 (n <= 65535)
+constexpr int64_t kMaxN = (int64_t{1} << kRowBits) - 1;
+constexpr int64_t kRowMask = (int64_t{1} << kRowBits) - 1;
+constexpr int64_t kScaledRangeMax = int64_t{1} << 40;  // C <= 2^40 keeps every price < 2^47
+constexpr int64_t kPriceLimit = int64_t{1} << 47;   // a bid above this is reported, never wrapped
+constexpr int64_t kLevelsMax = int64_t{1} << 24;    // quantisation levels when nothing limits them
+constexpr int64_t kEpsDiv = 8;
+constexpr int64_t kMaxRounds = int64_t{1} << 24;    // per problem; reached only on a bug
+
+
+// Summary of one problem's benefits (maximisation form), gathered in one pass.
+struct Stats {
+  double lo, hi;        // min and max over finite entries (lo > hi when there are none)
+  bool invalid;         // NaN, or +inf (a benefit of +inf is never meaningful)
+  bool forbidden;       // some -inf: a forbidden pair
+  bool integral;        // every finite entry is an integer
+};
+
+C10_HOST_DEVICE inline Stats stats_init() {
+  return Stats{INFINITY, -INFINITY, false, false, true};
+}
+
+C10_HOST_DEVICE inline void stats_add(Stats& s, double b) {
+  if (b != b || b == INFINITY) {
+    s.invalid = true;
+  } else if (b == -INFINITY) {
+    s.forbidden = true;
+  } else {
+    s.lo = b < s.lo ? b : s.lo;
+    s.hi = b > s.hi ? b : s.hi;
+    s.integral = s.integral && (b == floor(b));
+  }
+}
+
+C10_HOST_DEVICE inline Stats stats_merge(Stats a, const Stats& b) {
+  a.lo = b.lo < a.lo ? b.lo : a.lo;
+  a.hi = b.hi > a.hi ? b.hi : a.hi;
+  a.invalid = a.invalid || b.invalid;
+  a.forbidden = a.forbidden || b.forbidden;
+  a.integral = a.integral && b.integral;
+  return a;
+}
+
+// How finite benefits map to integers: B = rint((b/2 - lo/2) * scale), B in [0, levels]. Halving
+// first keeps hi - lo finite for any finite inputs (their difference can overflow a double).
+struct Scale {
+  double lo, scale;
+  int64_t levels;    // Q
+  int64_t penalty;   // B of a forbidden pair: -(n*Q + 1)
+  int64_t n1;        // n + 1, the multiplier that makes eps = 1 exact
+  int64_t eps0;      // first phase's eps
+};
+
+// Q: as many levels as the price bound allows. Integer-valued benefits whose range fits are kept
+// as they are (scale 2 undoes the halving exactly), so integer problems are solved exactly.
+C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
+  Scale sc;
+  sc.n1 = n + 1;
+  int64_t q = kLevelsMax;
+  // Scaled range C = (Q + |penalty|) * (n + 1) with forbidden pairs, Q * (n + 1) without.
+  const int64_t cap = s.forbidden ? (kScaledRangeMax / sc.n1 - 1) / sc.n1 : kScaledRangeMax / sc.n1;
+  q = cap < q ? cap : q;
+  q = q < 1 ? 1 : q;
+  const bool any = s.hi >= s.lo;
+  sc.lo = any ? s.lo : 0.0;
+  const double half_range = any ? 0.5 * s.hi - 0.5 * s.lo : 0.0;
+  if (half_range == 0.0) {
+    sc.scale = 0.0;
+    q = 0;
+  } else if (s.integral && s.hi - s.lo <= static_cast<double>(q)) {
+    sc.scale = 2.0;
+    q = static_cast<int64_t>(s.hi - s.lo);
+  } else {
+    sc.scale = static_cast<double>(q) / half_range;
+  }
+  sc.levels = q;
+  sc.penalty = -(n * q + 1);
+  const int64_t c = ((s.forbidden ? -sc.penalty : 0) + q) * sc.n1;
+  sc.eps0 = c / kEpsDiv > 1 ? c / kEpsDiv : 1;
+  return sc;
+}
+
+// Quantised level of one benefit (maximisation form): an int32 in [0, Q], or kForbidden. The
+// solvers store levels (4 bytes an entry, so a 196 x 196 problem fits in shared memory) and
+// scale them on the fly.
+constexpr int32_t kForbidden = INT32_MIN;
+
+C10_HOST_DEVICE inline int32_t level(double b, const Scale& sc) {
+  if (b == -INFINITY) return kForbidden;
+  return static_cast<int32_t>(rint((0.5 * b - 0.5 * sc.lo) * sc.scale));
+}
+
+// The integer benefit the auction works with.
+C10_HOST_DEVICE inline int64_t scaled(int32_t lv, const Scale& sc) {
+  return (lv == kForbidden ? sc.penalty : static_cast<int64_t>(lv)) * sc.n1;
+}
+
+// Best and second-best value of a row's columns. Equal values: the lower column index is best,
+// which makes the merge associative and commutative, so any reduction order gives one answer.
+struct Top2 {
+  int64_t v1, v2;
+  int32_t j1;
+};
+
+C10_HOST_DEVICE inline Top2 top2_init() {
+  return Top2{INT64_MIN, INT64_MIN, -1};
+}
+
+C10_HOST_DEVICE inline void top2_add(Top2& t, int64_t v, int32_t j) {
+  if (v > t.v1 || (v == t.v1 && j < t.j1)) {
+    t.v2 = t.v1;
+    t.v1 = v;
+    t.j1 = j;
+  } else if (v > t.v2) {
+    t.v2 = v;
+  }
+}
+
+C10_HOST_DEVICE inline Top2 top2_merge(Top2 a, const Top2& b) {
+  if (b.v1 > a.v1 || (b.v1 == a.v1 && b.j1 >= 0 && (a.j1 < 0 || b.j1 < a.j1))) {
+    const int64_t other = a.v1 > b.v2 ? a.v1 : b.v2;
+    return Top2{b.v1, other, b.j1};
+  }
+  const int64_t other = b.v1 > a.v2 ? b.v1 : a.v2;
+  return Top2{a.v1, other, a.j1};
+}
+
+// The price row i bids for its best column, from that column's current price p1. A single column
+// (n = 1) has no second best: the bid raises the price by eps.
+C10_HOST_DEVICE inline int64_t bid(const Top2& t, int64_t p1, int64_t eps) {
+  const int64_t gap = t.v2 == INT64_MIN ? 0 : t.v1 - t.v2;
+  return p1 + gap + eps;
+}
+
+// Bids below kPriceLimit pack with their row into one word that orders by price, then row.
+C10_HOST_DEVICE inline unsigned long long pack_bid(int64_t price, int64_t row) {
+  return (static_cast<unsigned long long>(price) << kRowBits) | static_cast<unsigned long long>(row);
+}
+
+C10_HOST_DEVICE inline int64_t bid_price(unsigned long long packed) {
+  return static_cast<int64_t>(packed >> kRowBits);
+}
+
+C10_HOST_DEVICE inline int64_t bid_row(unsigned long long packed) {
+  return static_cast<int64_t>(packed & kRowMask);
+}
+
+C10_HOST_DEVICE inline int64_t next_eps(int64_t eps) {
+  return eps / kEpsDiv > 1 ? eps / kEpsDiv : 1;
+}
+
+}  // namespace auction
+}  // namespace ata_ext

@@ -1,0 +1,40 @@
+// Host-side pieces of the linear_sum_assignment contract shared by every backend: argument
+// checks, the output tensor, and the exceptions raised for failed problems.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+#include "common/status.h"
+
+namespace ata_ext {
+
+inline void lsa_check_input(const at::Tensor& cost, const char* op) {
+  TORCH_CHECK_VALUE(cost.dim() >= 2, op, ": cost must have at least 2 dimensions (..., N, M), got shape ",
+                    cost.sizes());
+  TORCH_CHECK_TYPE(!cost.is_complex(), op, ": complex cost matrices are not supported (got ",
+                   cost.scalar_type(), ")");
+}
+
+// (..., N) int64 filled with -1: the answer for rows that get no column.
+inline at::Tensor lsa_output(const at::Tensor& cost) {
+  auto sizes = cost.sizes().vec();
+  sizes.pop_back();
+  return at::full(sizes, -1, cost.options().dtype(at::kLong));
+}
+
+// Raises for the first failed problem of the batch, or returns.
+inline void lsa_raise(const int32_t* status, int64_t batch, const char* op) {
+  for (int64_t b = 0; b < batch; ++b) {
+    TORCH_CHECK_VALUE(status[b] != kInvalid, op,
+                      ": matrix contains invalid numeric entries (NaN, or an infinity of the sign "
+                      "that cannot mark a forbidden pair) in problem ", b, " of the batch");
+    TORCH_CHECK_VALUE(status[b] != kInfeasible, op, ": cost matrix is infeasible (problem ", b,
+                      " of the batch has no complete assignment avoiding forbidden pairs)");
+    TORCH_CHECK(status[b] == kOk, op, ": internal error ", status[b], " in problem ", b,
+                " (auction price overflow or round limit); please report it with the input");
+  }
+}
+
+}  // namespace ata_ext

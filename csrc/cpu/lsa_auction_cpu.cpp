@@ -1,0 +1,90 @@
+// CPU implementation of ata_ext::lsa_auction: the serial twin of the CUDA auction kernel. It runs
+// the same Jacobi rounds with the same integer arithmetic (csrc/common/auction.h), one problem at
+// a time, so its assignments are bit-identical to the GPU's; it is how the GPU algorithm's logic
+// is tested on machines without a GPU. Batches run in parallel through lsa_batch_cpu.h.
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "common/auction.h"
+#include "lsa_batch_cpu.h"
+
+namespace ata_ext {
+namespace {
+
+namespace au = auction;
+
+struct AuctionState {
+  std::vector<int32_t> lv;               // n x n quantised levels; rows >= p.rows are padding (0)
+  std::vector<int64_t> price;
+  std::vector<int32_t> owner, col_of;    // row holding each column, column held by each row
+  std::vector<unsigned long long> best;  // highest packed bid per column this round (0: none)
+  std::vector<int32_t> bidders;
+};
+
+LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
+  const int64_t r = p.rows, n = p.cols;  // r real rows, padded to n x n
+  au::Stats st = au::stats_init();
+  for (const double c : p.c) au::stats_add(st, -c);  // benefits; validity was checked on load
+  const au::Scale sc = au::make_scale(st, n);
+  s.lv.assign(n * n, 0);
+  for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
+  s.price.assign(n, 0);
+  s.owner.resize(n);
+  s.col_of.resize(n);
+  s.best.resize(n);
+  int64_t rounds = 0;
+  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
+    std::fill(s.owner.begin(), s.owner.end(), -1);
+    std::fill(s.col_of.begin(), s.col_of.end(), -1);
+    s.bidders.resize(n);
+    for (int64_t i = 0; i < n; ++i) s.bidders[i] = static_cast<int32_t>(i);
+    while (!s.bidders.empty()) {
+      if (++rounds > au::kMaxRounds) return kNoConvergence;
+      std::fill(s.best.begin(), s.best.end(), 0ull);
+      for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
+        const int32_t* row = s.lv.data() + static_cast<int64_t>(i) * n;
+        au::Top2 t = au::top2_init();
+        for (int64_t j = 0; j < n; ++j) au::top2_add(t, au::scaled(row[j], sc) - s.price[j], static_cast<int32_t>(j));
+        const int64_t b = au::bid(t, s.price[t.j1], eps);
+        if (b >= au::kPriceLimit) return kOverflow;
+        s.best[t.j1] = std::max(s.best[t.j1], au::pack_bid(b, i));
+      }
+      for (int64_t j = 0; j < n; ++j) {  // each column goes to its highest bidder
+        if (s.best[j] == 0) continue;
+        const int32_t i = static_cast<int32_t>(au::bid_row(s.best[j]));
+        s.price[j] = au::bid_price(s.best[j]);
+        if (s.owner[j] >= 0) s.col_of[s.owner[j]] = -1;
+        s.owner[j] = i;
+        s.col_of[i] = static_cast<int32_t>(j);
+      }
+      s.bidders.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        if (s.col_of[i] < 0) s.bidders.push_back(static_cast<int32_t>(i));
+      }
+    }
+    if (eps == 1) break;
+  }
+  for (int64_t i = 0; i < r; ++i) {
+    x[i] = s.col_of[i];
+    if (s.lv[i * n + x[i]] == au::kForbidden) return kInfeasible;
+  }
+  return kOk;
+}
+
+at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
+  TORCH_CHECK_VALUE(cost.dim() < 2 || std::max(cost.size(-1), cost.size(-2)) <= au::kMaxN,
+                    "lsa_auction: N and M must be at most ", au::kMaxN, ", got shape ", cost.sizes());
+  return lsa_run_batch(cost, maximize, check, "lsa_auction", [](const DenseProblem& p, int64_t* x) {
+    thread_local AuctionState s;
+    return auction_solve(p, x, s);
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
+  m.impl("lsa_auction", &lsa_auction_cpu);
+}
+
+}  // namespace ata_ext

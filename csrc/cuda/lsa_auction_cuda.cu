@@ -1,0 +1,242 @@
+// CUDA implementation of ata_ext::lsa_auction, also registered as the CUDA kernel of
+// ata_ext::linear_sum_assignment: a batched auction, one thread block per problem, one launch for
+// the whole batch. The arithmetic is csrc/common/auction.h, shared with the CPU twin
+// (csrc/cpu/lsa_auction_cpu.cpp), which must give bit-identical assignments.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+// c10's stream and error headers rather than ATen/cuda/CUDAContext.h, which pulls in cuSPARSE and
+// cuBLAS headers that a bare CUDA toolkit does not ship.
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/library.h>
+
+#include "common/auction.h"
+#include "common/lsa_common.h"
+#include "common/static_switch.h"
+
+namespace ata_ext {
+namespace {
+
+namespace au = auction;
+
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+
+__device__ au::Top2 warp_top2(au::Top2 t) {
+  for (int off = 16; off > 0; off >>= 1) {
+    au::Top2 o;
+    o.v1 = __shfl_down_sync(0xffffffffu, t.v1, off);
+    o.v2 = __shfl_down_sync(0xffffffffu, t.v2, off);
+    o.j1 = __shfl_down_sync(0xffffffffu, t.j1, off);
+    t = au::top2_merge(t, o);
+  }
+  return t;
+}
+
+__device__ au::Stats warp_stats(au::Stats s) {
+  for (int off = 16; off > 0; off >>= 1) {
+    au::Stats o;
+    o.lo = __shfl_down_sync(0xffffffffu, s.lo, off);
+    o.hi = __shfl_down_sync(0xffffffffu, s.hi, off);
+    o.invalid = __shfl_down_sync(0xffffffffu, s.invalid, off);
+    o.forbidden = __shfl_down_sync(0xffffffffu, s.forbidden, off);
+    o.integral = __shfl_down_sync(0xffffffffu, s.integral, off);
+    s = au::stats_merge(s, o);
+  }
+  return s;
+}
+
+// Bytes of dynamic shared memory: per-column state, plus the levels when they are kept there.
+inline int64_t smem_bytes(int64_t n, bool shared_levels) {
+  return n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) + (shared_levels ? n * n * sizeof(int32_t) : 0);
+}
+
+// One block solves problem blockIdx.x. Levels live in shared memory (kSharedLevels) or in this
+// problem's slice of a global workspace (larger n; it stays L2-resident for n up to ~1000).
+template <typename scalar_t, bool kSharedLevels>
+__global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
+                                                           int64_t sb, int64_t s0, int64_t s1, bool maximize,
+                                                           int32_t* __restrict__ workspace, int64_t* __restrict__ out,
+                                                           int32_t* __restrict__ status) {
+  const int64_t b = blockIdx.x;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const bool transpose = N > M;
+  const int64_t r = transpose ? M : N, n = transpose ? N : M;  // r real rows, padded to n x n
+  const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
+  const scalar_t* src = cost + b * sb;
+
+  extern __shared__ __align__(16) unsigned char smem[];
+  int64_t* price = reinterpret_cast<int64_t*>(smem);
+  unsigned long long* best = reinterpret_cast<unsigned long long*>(price + n);
+  int32_t* owner = reinterpret_cast<int32_t*>(best + n);
+  int32_t* col_of = owner + n;
+  int32_t* bidders = col_of + n;
+  int32_t* lv = kSharedLevels ? bidders + n : workspace + b * n * n;
+  __shared__ au::Stats part[kWarps];
+  __shared__ au::Scale sc_shared;
+  __shared__ int nbidders, fail;
+
+  // 1. One pass for the value range, validity and integrality of the benefits.
+  au::Stats st = au::stats_init();
+  for (int64_t k = tid; k < r * n; k += kThreads) {
+    const double v = static_cast<double>(src[(k / n) * rs + (k % n) * cs]);
+    au::stats_add(st, maximize ? v : -v);
+  }
+  st = warp_stats(st);
+  if (lane == 0) part[warp] = st;
+  __syncthreads();
+  if (tid == 0) {
+    for (int w = 1; w < kWarps; ++w) st = au::stats_merge(st, part[w]);
+    part[0] = st;
+    sc_shared = au::make_scale(st, n);
+    fail = st.invalid ? kInvalid : kOk;
+  }
+  __syncthreads();
+  if (fail != kOk) {
+    if (tid == 0) status[b] = fail;
+    return;
+  }
+  const au::Scale sc = sc_shared;
+
+  // 2. Quantise; padding rows get level 0.
+  for (int64_t k = tid; k < n * n; k += kThreads) {
+    const int64_t i = k / n;
+    if (i < r) {
+      const double v = static_cast<double>(src[i * rs + (k % n) * cs]);
+      lv[k] = au::level(maximize ? v : -v, sc);
+    } else {
+      lv[k] = 0;
+    }
+  }
+  for (int64_t j = tid; j < n; j += kThreads) price[j] = 0;
+
+  // 3. Epsilon-scaling phases of Jacobi rounds.
+  int64_t rounds = 0;
+  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
+    for (int64_t j = tid; j < n; j += kThreads) {
+      owner[j] = -1;
+      col_of[j] = -1;
+      bidders[j] = static_cast<int32_t>(j);
+    }
+    if (tid == 0) nbidders = static_cast<int>(n);
+    __syncthreads();
+    while (nbidders > 0 && fail == kOk) {
+      if (++rounds > au::kMaxRounds) {  // uniform across the block: every thread counts alike
+        if (tid == 0) fail = kNoConvergence;
+        break;
+      }
+      const int nb = nbidders;
+      for (int64_t j = tid; j < n; j += kThreads) best[j] = 0ull;
+      __syncthreads();
+      for (int k = warp; k < nb; k += kWarps) {  // a warp per bidder, reading round-start prices
+        const int32_t i = bidders[k];
+        const int32_t* row = lv + static_cast<int64_t>(i) * n;
+        au::Top2 t = au::top2_init();
+        for (int64_t j = lane; j < n; j += 32) au::top2_add(t, au::scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
+        t = warp_top2(t);
+        if (lane == 0) {
+          const int64_t bid = au::bid(t, price[t.j1], eps);
+          if (bid >= au::kPriceLimit) {
+            atomicExch(&fail, static_cast<int>(kOverflow));
+          } else {
+            atomicMax(&best[t.j1], au::pack_bid(bid, i));
+          }
+        }
+      }
+      __syncthreads();
+      for (int64_t j = tid; j < n; j += kThreads) {  // each column goes to its highest bidder
+        const unsigned long long w = best[j];
+        if (w == 0ull) continue;
+        const int32_t i = static_cast<int32_t>(au::bid_row(w));
+        price[j] = au::bid_price(w);
+        if (owner[j] >= 0) col_of[owner[j]] = -1;  // the displaced row held only j: no race
+        owner[j] = i;
+        col_of[i] = static_cast<int32_t>(j);
+      }
+      if (tid == 0) nbidders = 0;
+      __syncthreads();
+      for (int64_t i = tid; i < n; i += kThreads) {
+        // Order in the list is irrelevant: a round's outcome does not depend on it.
+        if (col_of[i] < 0) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(i);
+      }
+      __syncthreads();
+    }
+    __syncthreads();  // a round-limit exit skips the loop's last barrier; fail must be seen by all
+    if (fail != kOk || eps == 1) break;
+  }
+
+  // 4. A forbidden pair in the optimum means there was no feasible assignment.
+  if (fail == kOk) {
+    for (int64_t i = tid; i < r; i += kThreads) {
+      if (lv[i * n + col_of[i]] == au::kForbidden) atomicExch(&fail, static_cast<int>(kInfeasible));
+    }
+  }
+  __syncthreads();
+  if (tid == 0) status[b] = fail;
+  if (fail != kOk) return;  // the output stays -1
+  int64_t* o = out + b * N;
+  for (int64_t i = tid; i < r; i += kThreads) {
+    if (transpose) {
+      o[col_of[i]] = i;
+    } else {
+      o[i] = col_of[i];
+    }
+  }
+}
+
+at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, const char* op) {
+  lsa_check_input(cost_in, op);
+  const c10::cuda::CUDAGuard guard(cost_in.device());
+  at::Tensor out = lsa_output(cost_in);
+  const int64_t N = cost_in.size(-2), M = cost_in.size(-1);
+  if (out.numel() == 0 || M == 0) return out;
+  const int64_t n = std::max(N, M);
+  int max_smem = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, cost_in.get_device()));
+  const int64_t static_smem = 1024;  // the kernel's __shared__ scalars, with room to spare
+  TORCH_CHECK_VALUE(n <= au::kMaxN && smem_bytes(n, false) + static_smem <= max_smem, op,
+                    ": the CUDA auction supports max(N, M) up to ",
+                    std::min<int64_t>(au::kMaxN, (max_smem - static_smem) / smem_bytes(1, false)),
+                    " on this device, got shape ", cost_in.sizes(), "; solve larger problems on the CPU");
+  const at::Tensor cost = cost_in.reshape({-1, N, M});
+  const int64_t batch = cost.size(0);
+  const bool shared_levels = smem_bytes(n, true) + static_smem <= max_smem;
+  // Sized from shapes only, never from device data.
+  at::Tensor workspace = shared_levels ? at::Tensor() : at::empty({batch, n, n}, cost.options().dtype(at::kInt));
+  at::Tensor status = at::empty({batch}, cost.options().dtype(at::kInt));
+  const int64_t smem = smem_bytes(n, shared_levels);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
+    BOOL_SWITCH(shared_levels, kShared, [&] {
+      auto kernel = auction_kernel<scalar_t, kShared>;
+      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+      kernel<<<static_cast<unsigned>(batch), kThreads, smem, stream>>>(
+          cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
+          shared_levels ? nullptr : workspace.data_ptr<int32_t>(), out.data_ptr<int64_t>(), status.data_ptr<int32_t>());
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    });
+  });
+  if (check) {  // the one documented host sync; check=false keeps the op capturable
+    const at::Tensor host = status.cpu();
+    lsa_raise(host.const_data_ptr<int32_t>(), batch, op);
+  }
+  return out;
+}
+
+at::Tensor lsa_auction_cuda(const at::Tensor& cost, bool maximize, bool check) {
+  return auction_cuda(cost, maximize, check, "lsa_auction");
+}
+
+at::Tensor linear_sum_assignment_cuda(const at::Tensor& cost, bool maximize, bool check) {
+  return auction_cuda(cost, maximize, check, "linear_sum_assignment");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
+  m.impl("lsa_auction", &lsa_auction_cuda);
+  m.impl("linear_sum_assignment", &linear_sum_assignment_cuda);
+}
+
+}  // namespace ata_ext

@@ -1,0 +1,113 @@
+"""The CUDA auction: bit-identical to its CPU twin, deterministic, capturable, large batches and
+the global-memory path. Skipped without a GPU, except the check that the kernels were compiled."""
+import pytest
+import torch
+
+import ata_ext
+from ata_ext.testing import assert_optimal, video_similarity
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_cuda_kernels_registered_when_built_with_cuda():
+    if not ata_ext.built_with_cuda:
+        pytest.skip("CPU-only build")
+    for op in ("ata_ext::lsa_auction", "ata_ext::linear_sum_assignment"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), op
+
+
+def twin_and_gpu(cost, maximize=False):
+    cpu = ata_ext.linear_sum_assignment(cost.cpu(), maximize, algorithm="auction")
+    gpu = ata_ext.linear_sum_assignment(cost.cuda(), maximize).cpu()
+    return cpu, gpu
+
+
+def families(g):
+    yield torch.rand(64, 49, 49, generator=g), False
+    yield video_similarity(32, 196, generator=g), True
+    yield torch.randint(0, 4, (16, 30, 30), generator=g).float(), False  # ties
+    yield torch.full((4, 50, 50), 3.0), True  # constant
+    yield torch.rand(8, 20, 35, generator=g).double(), False  # N < M
+    yield torch.rand(8, 35, 20, generator=g).half(), True  # N > M, fp16
+    yield (torch.rand(8, 40, 40, generator=g) * 1e6).bfloat16(), False
+    c = torch.rand(8, 30, 30, generator=g)
+    c[torch.rand(8, 30, 30, generator=g) < 0.4] = float("inf")
+    c[:, torch.arange(30), torch.arange(30)] = 1.0  # keep it feasible
+    yield c, False
+
+
+@cuda
+def test_bit_identical_to_twin():
+    g = torch.Generator().manual_seed(0)
+    for cost, mx in families(g):
+        cpu, gpu = twin_and_gpu(cost, mx)
+        assert torch.equal(cpu, gpu), (cost.shape, cost.dtype, mx)
+        assert_optimal(cost.double(), gpu, mx, algorithm="auction")
+
+
+@cuda
+def test_deterministic():
+    cost = video_similarity(224, 196, generator=torch.Generator().manual_seed(1)).cuda()
+    first = ata_ext.linear_sum_assignment(cost, maximize=True)
+    for _ in range(5):
+        assert torch.equal(first, ata_ext.linear_sum_assignment(cost, maximize=True))
+
+
+@cuda
+def test_errors_match_cpu():
+    inf = float("inf")
+    with pytest.raises(ValueError, match="infeasible"):
+        ata_ext.linear_sum_assignment(torch.tensor([[inf, inf], [1.0, 2.0]], device="cuda"))
+    with pytest.raises(ValueError, match="invalid numeric entries"):
+        ata_ext.linear_sum_assignment(torch.tensor([[float("nan"), 1.0], [1.0, 2.0]], device="cuda"))
+    out = ata_ext.linear_sum_assignment(torch.tensor([[[inf, inf], [1.0, 2.0]]] * 2, device="cuda"), check=False)
+    assert bool((out == -1).all())
+
+
+@cuda
+def test_cuda_graph_capture_sync_free():
+    cost = torch.rand(64, 49, 49, device="cuda")
+    expected = ata_ext.linear_sum_assignment(cost, check=False)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        ata_ext.linear_sum_assignment(cost, check=False)  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = ata_ext.linear_sum_assignment(cost, check=False)
+    cost.copy_(torch.rand(64, 49, 49, device="cuda"))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, ata_ext.linear_sum_assignment(cost, check=False))
+    assert_optimal(cost.cpu(), out.cpu(), algorithm="auction")
+
+
+@cuda
+def test_large_batch():
+    cost = torch.rand(4096, 196, 196, device="cuda")
+    out = ata_ext.linear_sum_assignment(cost)
+    idx = torch.randint(0, 4096, (16,))
+    assert_optimal(cost[idx].cpu(), out[idx].cpu(), algorithm="auction")
+    assert bool((out.sort(-1).values == torch.arange(196, device="cuda")).all())
+
+
+@cuda
+@pytest.mark.parametrize("n", [1024, 2048])
+def test_global_memory_path(n):
+    cost = torch.rand(2, n, n, device="cuda")
+    cpu, gpu = twin_and_gpu(cost)
+    assert torch.equal(cpu, gpu)
+    assert_optimal(cost.cpu(), gpu, algorithm="auction")
+
+
+@cuda
+def test_compile_reduce_overhead():
+    def f(c):
+        return ata_ext.linear_sum_assignment(c, maximize=True, check=False)
+
+    cost = video_similarity(8, 49, generator=torch.Generator().manual_seed(2)).cuda()
+    compiled = torch.compile(f, mode="reduce-overhead", fullgraph=True)
+    for _ in range(3):
+        out = compiled(cost)
+    assert torch.equal(out, f(cost))
