@@ -1,0 +1,125 @@
+"""GPU benchmarks of the batched auction (run by benchmarks/gpu_check.sh, needs a GPU).
+
+Measures, answers checked against scipy on a sample first:
+  - batch sweep at N=196 (1, 8, 64, 224, 4096), uniform and video-like, CUDA vs CPU solver vs scipy
+  - N sweep (49 to 2048) at a fixed amount of work, to show where the CPU path wins
+  - 4096 x 196x196 and 64 x 784x784: time and problems per second
+  - the share of the op's time spent in the kernel (the rest: validation sync, allocation,
+    launch) and the kernel's achieved read bandwidth on the cost tensor.
+Writes a JSON file and prints a table.
+"""
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+import ata_ext
+from ata_ext.testing import assert_optimal, video_similarity
+
+
+def problems(kind, batch, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "video":
+        return video_similarity(batch, n, generator=g), True
+    return torch.rand(batch, n, n, generator=g), False
+
+
+def cuda_time(fn, reps=20):
+    """Median wall time of fn() with the device synchronised around each call."""
+    fn()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def cpu_time(fn, reps=3):
+    fn()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(min(ts))
+
+
+def scipy_time(cost, mx, max_problems=256):
+    """A scipy loop over the batch; above max_problems, timed on a slice and scaled (said so)."""
+    from scipy.optimize import linear_sum_assignment
+
+    a = cost.numpy()
+    k = min(len(a), max_problems)
+    t = time.perf_counter()
+    for x in a[:k]:
+        linear_sum_assignment(x, maximize=mx)
+    return (time.perf_counter() - t) * len(a) / k, k < len(a)
+
+
+def kernel_share(cost, mx):
+    """Kernel time / op time, from the profiler, with validation on (the default)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    ata_ext.linear_sum_assignment(cost, maximize=mx)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t = time.perf_counter()
+        ata_ext.linear_sum_assignment(cost, maximize=mx)
+        torch.cuda.synchronize()
+        wall = time.perf_counter() - t
+    kernel_us = 0.0
+    for evt in prof.key_averages():
+        if "auction_kernel" in evt.key:
+            kernel_us += getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
+    return kernel_us * 1e-6, wall
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="gpu_bench.json")
+    a = p.parse_args()
+    assert torch.cuda.is_available(), "gpu_bench needs a CUDA device"
+    dev = torch.cuda.get_device_name()
+    rows = []
+
+    def record(kind, batch, n, scipy_too=True):
+        cost, mx = problems(kind, batch, n)
+        gpu = cost.cuda()
+        out = ata_ext.linear_sum_assignment(gpu, maximize=mx).cpu()
+        sample = torch.arange(0, batch, max(1, batch // 8))
+        assert_optimal(cost[sample].double(), out[sample], mx, algorithm="auction")
+        row = {"case": kind, "batch": batch, "n": n}
+        row["cuda_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx))
+        row["cuda_nocheck_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx, check=False))
+        row["cpu_s"] = cpu_time(lambda: ata_ext.linear_sum_assignment(cost, maximize=mx))
+        if scipy_too:
+            row["scipy_s"], row["scipy_extrapolated"] = scipy_time(cost, mx)
+        kern, wall = kernel_share(gpu, mx)
+        row["kernel_s"], row["op_wall_s"] = kern, wall
+        row["kernel_share"] = kern / wall if wall else None
+        # Bytes the kernel must read: the cost tensor twice (stats, then quantisation).
+        row["kernel_read_GBps"] = 2 * gpu.numel() * gpu.element_size() / kern / 1e9 if kern else None
+        row["problems_per_s"] = batch / row["cuda_s"]
+        rows.append(row)
+        sp = f"{row['scipy_s'] / row['cuda_s']:8.1f}x" if scipy_too else "       -"
+        print(f"{kind:<8}{batch:>6}{n:>6} cuda {row['cuda_s'] * 1e3:9.3f} ms (no check {row['cuda_nocheck_s'] * 1e3:8.3f})"
+              f"  cpu {row['cpu_s'] * 1e3:9.2f} ms  vs scipy {sp}  cpu/cuda {row['cpu_s'] / row['cuda_s']:6.2f}x"
+              f"  kernel {100 * (row['kernel_share'] or 0):5.1f}%  {row['problems_per_s']:10.0f} problems/s", flush=True)
+
+    print(f"device: {dev}, torch {torch.__version__}")
+    for kind in ("video", "uniform"):
+        for batch in (1, 8, 64, 224, 4096):
+            record(kind, batch, 196)
+    for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
+        record("uniform", batch, n)
+    with open(a.out, "w") as f:
+        json.dump({"device": dev, "torch": torch.__version__, "cuda": torch.version.cuda, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
