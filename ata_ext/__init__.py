@@ -1,12 +1,22 @@
 """ata_ext: batched linear assignment and alignment kernels for PyTorch.
 
 linear_sum_assignment solves many small dense assignment problems at once (CPU: Jonker-Volgenant,
-parallel over the batch; CUDA: a batched auction). See README.md.
+parallel over the batch; CUDA: a batched auction); align / dealign are the ATA paper's
+Algorithms 1 and 2, batched, on fused gather kernels with autograd. See README.md.
 """
 from . import _ops
 from ._ops import built_with_cuda
 from ._solver import linear_sum_assignment
+from ._align import align, alignment_permutations, dealign, dealignment_matrices
 from . import compat
 
 __version__ = "0.1.0"
-__all__ = ["linear_sum_assignment", "compat", "built_with_cuda"]
+__all__ = [
+    "linear_sum_assignment",
+    "align",
+    "dealign",
+    "alignment_permutations",
+    "dealignment_matrices",
+    "compat",
+    "built_with_cuda",
+]

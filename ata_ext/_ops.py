@@ -36,3 +36,46 @@ def _lsa_fake(cost, maximize=False, check=True):
 @torch.library.register_fake("ata_ext::lsa_auction")
 def _lsa_auction_fake(cost, maximize=False, check=True):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)
+
+
+def _aligned_shape(src, nt):
+    """A gather into, or a scatter out of, the nt layout swaps the (T, N) dims."""
+    shape = list(src.shape)
+    if nt:
+        shape[-3], shape[-2] = shape[-2], shape[-3]
+    return shape
+
+
+@torch.library.register_fake("ata_ext::align_gather")
+def _align_gather_fake(x, perm, nt=False, check=True):
+    torch._check(x.dim() >= 3, lambda: "align_gather: expected features of shape (..., T, N, C)")
+    torch._check(perm.shape == x.shape[:-1], lambda: "align_gather: perm must have the features' (..., T, N) shape")
+    return x.new_empty(_aligned_shape(x, nt))
+
+
+@torch.library.register_fake("ata_ext::align_scatter")
+def _align_scatter_fake(y, perm, nt=False, check=True):
+    torch._check(y.dim() >= 3, lambda: "align_scatter: expected features of shape (..., T, N, C)")
+    return y.new_empty(_aligned_shape(y, nt))
+
+
+def _setup_perm_context(ctx, inputs, output):
+    _, perm, nt, _ = inputs
+    ctx.save_for_backward(perm)
+    ctx.nt = nt
+
+
+def _align_gather_backward(ctx, grad):
+    # The gradient of a permutation gather is the inverse permutation: the scatter. perm was
+    # validated (or produced) by the forward, so the backward skips the check and its sync.
+    (perm,) = ctx.saved_tensors
+    return ops.align_scatter(grad.contiguous(), perm, ctx.nt, False), None, None, None
+
+
+def _align_scatter_backward(ctx, grad):
+    (perm,) = ctx.saved_tensors
+    return ops.align_gather(grad.contiguous(), perm, ctx.nt, False), None, None, None
+
+
+torch.library.register_autograd("ata_ext::align_gather", _align_gather_backward, setup_context=_setup_perm_context)
+torch.library.register_autograd("ata_ext::align_scatter", _align_scatter_backward, setup_context=_setup_perm_context)

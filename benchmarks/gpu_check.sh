@@ -5,7 +5,7 @@
 # with the CUDA tests active, compute-sanitizer memcheck and racecheck on a small solver and gather
 # workload, and the GPU benchmarks. OUTDIR gets a handful of small files fit to commit under
 # benchmarks/results/: summary.txt (device, versions, pass/fail counts, sanitizer verdicts),
-# tests.log, sanitizer.log, build.log, bench.json, bench.png, gpu_bench.json.
+# tests.log, sanitizer.log, build.log, bench.json, bench.png, gpu_bench.json, align.json.
 # Without a GPU it says so and exits non-zero.
 set -uo pipefail
 OUTDIR=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR}
@@ -67,6 +67,10 @@ rm -f "$OUTDIR/bench.txt"
 
 if "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" >> "$summary" 2>&1; then :; else
   echo "gpu_bench: FAILED" >> "$summary"; status=1
+fi
+
+if ! "$PY" benchmarks/bench_align.py --device cuda --out "$OUTDIR/align.json" >> "$summary" 2>&1; then
+  echo "bench_align: FAILED" >> "$summary"; status=1
 fi
 
 cat "$summary"

@@ -18,6 +18,13 @@ TORCH_LIBRARY(ata_ext, m) {
   // The auction solver: the CUDA kernel, and on the CPU its serial twin with the same integer
   // arithmetic (bit-identical results). Same contract as linear_sum_assignment.
   m.def("lsa_auction(Tensor cost, bool maximize=False, bool check=True) -> Tensor");
+  // The alignment gathers. x (..., T, N, C), perm (..., T, N) of permutations; the aligned tensor
+  // y is (..., T, N, C), or (..., N, T, C) with nt=True (the layout temporal attention reads):
+  //   y[..., t, i, :] (or y[..., i, t, :]) = x[..., t, perm[..., t, i], :]
+  // align_gather makes y from x, align_scatter x from y: each is the other's inverse and gradient.
+  // `check` validates perm (one host sync on CUDA).
+  m.def("align_gather(Tensor x, Tensor perm, bool nt=False, bool check=True) -> Tensor");
+  m.def("align_scatter(Tensor y, Tensor perm, bool nt=False, bool check=True) -> Tensor");
   // Reports what the binary was built against, so Python can refuse a stale build clearly.
   m.def("build_info() -> str[]", [] {
     return std::vector<std::string>{ATA_EXT_TORCH_VERSION, ATA_EXT_CUDA_VERSION};

@@ -1,0 +1,112 @@
+"""align / dealign: the seed's Algorithms 1 and 2, batched.
+
+Algorithm 1 matches frame t to the already aligned frame t-1. Because an assignment problem is
+equivariant under row permutations, that equals matching the original frames and composing:
+    sigma_t = argmax_assignment(normalize(x[t-1]) @ normalize(x[t]).T)
+    perm[0] = identity,   perm[t] = sigma_t[perm[t-1]]
+so all B*(T-1) problems are solved in one batched call (see README, "How alignment works").
+"""
+import torch
+
+from ._ops import ops
+from ._solver import linear_sum_assignment
+
+_LAYOUTS = ("tn", "nt")
+
+
+def _check_features(x, name):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 3:
+        raise ValueError(f"{name} must have shape (..., T, N, C), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def _check_layout(layout):
+    if layout not in _LAYOUTS:
+        raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
+
+
+def alignment_permutations(key):
+    """perm (..., T, N) int64 that aligns the frames of key (..., T, N, D); no gradient flows."""
+    _check_features(key, "key")
+    *batch, T, N, _ = key.shape
+    ident = torch.arange(N, device=key.device).expand(*batch, 1, N)
+    if T < 2 or N == 0:
+        return ident.expand(*batch, T, N).contiguous()
+    with torch.no_grad():
+        k = key.detach()
+        # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA
+        # the similarities stay in the input dtype, which the auction reads directly.
+        if k.device.type == "cpu" and k.dtype in (torch.float16, torch.bfloat16):
+            k = k.float()
+        # Cosine similarity as a Gram matrix scaled by inverse norms (normalize's eps clamp
+        # included): the same numbers as normalising first, without writing a normalised copy
+        # of the features, which costs as much as the gather itself.
+        inv = 1.0 / torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)  # (..., T, N)
+        sim = k[..., :-1, :, :] @ k[..., 1:, :, :].transpose(-1, -2)  # (..., T-1, N, N)
+        sim.mul_(inv[..., :-1, :, None]).mul_(inv[..., 1:, None, :])
+        # The similarities are finite by construction: skip validation (and its sync on CUDA).
+        sigma = linear_sum_assignment(sim, maximize=True, check=False)
+        perms = [ident[..., 0, :]]
+        for t in range(T - 1):
+            perms.append(torch.gather(sigma[..., t, :], -1, perms[-1]))
+        return torch.stack(perms, dim=-2)
+
+
+def align(x, key=None, *, layout="tn"):
+    """Aligns every frame to the previous (aligned) one, exactly as the seed's Algorithm 1.
+
+    Args:
+        x: features (..., T, N, C): T frames of N patch tokens (N = H*W), any batch dims, float16,
+            bfloat16, float32 or float64, CPU or CUDA.
+        key: optional (..., T, N, D) features to match on instead of x (for example pre-norm
+            features). Matching maximises the total cosine similarity (L2-normalised along the
+            last dim) and is not differentiated.
+        layout: "tn" returns aligned as (..., T, N, C); "nt" returns (..., N, T, C), each aligned
+            position's T tokens contiguous, the layout temporal attention consumes (no extra
+            transpose copy).
+
+    Returns:
+        (aligned, perm): perm is int64 (..., T, N) with perm[..., 0, :] = arange(N), and
+        aligned[..., t, i, :] = x[..., t, perm[..., t, i], :]. aligned is differentiable w.r.t. x.
+    """
+    _check_features(x, "x")
+    _check_layout(layout)
+    if key is None:
+        key = x
+    else:
+        _check_features(key, "key")
+        if key.shape[:-1] != x.shape[:-1] or key.device != x.device:
+            raise ValueError(
+                f"key must have x's (..., T, N) dims and device: x {tuple(x.shape)} on {x.device}, "
+                f"key {tuple(key.shape)} on {key.device}"
+            )
+    perm = alignment_permutations(key)
+    # perm was just built from solver output: no validation (and no sync) needed.
+    return ops.align_gather(x, perm, layout == "nt", False), perm
+
+
+def dealign(aligned, perm, *, layout="tn", check=True):
+    """The exact inverse of align (the seed's Algorithm 2): x[..., t, perm[..., t, i], :] =
+    aligned[..., t, i, :]. aligned is (..., T, N, C), or (..., N, T, C) with layout="nt".
+    check validates that perm holds permutations (a host sync on CUDA; off inside a model that
+    got perm from align)."""
+    _check_features(aligned, "aligned")
+    _check_layout(layout)
+    if not isinstance(perm, torch.Tensor):
+        raise TypeError(f"perm must be a torch.Tensor, got {type(perm).__name__}")
+    return ops.align_scatter(aligned, perm, layout == "nt", bool(check))
+
+
+def dealignment_matrices(perm):
+    """The seed's de-alignment one-hot matrices, for code written against Algorithm 2:
+    D (..., T, N, N) with D[..., t, j, i] = 1 iff perm[..., t, i] = j, so that
+    x[..., t, :, :] = aligned[..., t, D[..., t].argmax(-1), :]. Unlike the seed's list it includes
+    frame 0 (the identity), fixing its off-by-one."""
+    if not isinstance(perm, torch.Tensor) or perm.dtype != torch.long or perm.dim() < 2:
+        raise TypeError("perm must be an int64 tensor of shape (..., T, N)")
+    N = perm.shape[-1]
+    onehot = torch.nn.functional.one_hot(perm, N)  # [..., t, i, j] = 1 iff perm[t, i] = j
+    return onehot.transpose(-1, -2).contiguous()

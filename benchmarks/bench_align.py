@@ -1,0 +1,81 @@
+"""align against its floor and against the seed: times the bare batched similarity matmul that
+alignment needs, ata_ext.align (both layouts) and a literal Algorithm 1 (a Python loop over
+frames with scipy), on random features and on a temporally coherent clip.
+
+    python benchmarks/bench_align.py                 # CPU: (16, 8, 196, 768) float32
+    python benchmarks/bench_align.py --device cuda   # GPU: (32, 8, 196, 768) bfloat16
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+import torch
+
+import ata_ext
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+
+
+def clip(kind, shape, dtype, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    B, T, N, C = shape
+    if kind == "random":
+        x = torch.randn(B, T, N, C, generator=g)
+    else:  # each frame a shuffled, noisy copy of the previous one: what video features look like
+        frames = [torch.randn(B, N, C, generator=g)]
+        for _ in range(T - 1):
+            idx = torch.argsort(torch.rand(B, N, generator=g), dim=1)
+            frames.append(frames[-1].gather(1, idx[..., None].expand(-1, -1, C)) + 0.3 * torch.randn(B, N, C, generator=g))
+        x = torch.stack(frames, 1)
+    return x.to(device, dtype)
+
+
+def timed(fn, device, reps=7):
+    fn()
+    ts = []
+    for _ in range(reps):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return min(ts)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="write the results as JSON here")
+    p.add_argument("--literal-clips", type=int, default=2, help="clips timed for the literal Algorithm 1 (scaled up)")
+    a = p.parse_args()
+    cuda = a.device == "cuda"
+    shape = (32, 8, 196, 768) if cuda else (16, 8, 196, 768)
+    dtype = torch.bfloat16 if cuda else torch.float32
+    from reference_ata import literal_align
+
+    results = []
+    print(f"align on {shape} {dtype} ({a.device}, {torch.get_num_threads()} threads)")
+    for kind in ("random", "coherent"):
+        x = clip(kind, shape, dtype, a.device)
+        mm = timed(lambda: x[..., :-1, :, :] @ x[..., 1:, :, :].transpose(-1, -2), a.device)
+        tn = timed(lambda: ata_ext.align(x), a.device)
+        nt = timed(lambda: ata_ext.align(x, layout="nt"), a.device)
+        xs = x[: a.literal_clips].float().cpu()
+        lit = timed(lambda: [literal_align(c) for c in xs], "cpu", reps=2) * shape[0] / a.literal_clips
+        row = {"features": kind, "shape": list(shape), "dtype": str(dtype), "device": a.device,
+               "matmul_s": mm, "align_s": tn, "align_nt_s": nt, "literal_s": lit}
+        results.append(row)
+        print(f"  {kind:<9} matmul {mm * 1e3:8.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
+              f"   align nt {nt * 1e3:8.1f} ms ({nt / mm:4.2f}x)   literal Algorithm 1 {lit * 1e3:9.1f} ms"
+              f" ({lit / tn:5.1f}x slower than align)")
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+// Host-side argument checks and output allocation for align_gather / align_scatter, shared by
+// the CPU and CUDA backends so their errors match.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace ata_ext {
+
+// src is x (..., T, N, C) for a gather, y for a scatter ((..., N, T, C) when nt). Returns the
+// output tensor (uninitialised) and fills T, N, and the flattened batch B.
+inline at::Tensor gather_prepare(const at::Tensor& src, const at::Tensor& perm, bool nt, bool scatter,
+                                 const char* op, int64_t& B, int64_t& T, int64_t& N) {
+  TORCH_CHECK_VALUE(src.dim() >= 3, op, ": expected features of shape (..., T, N, C), got ", src.sizes());
+  TORCH_CHECK_TYPE(perm.scalar_type() == at::kLong, op, ": perm must be int64, got ", perm.scalar_type());
+  TORCH_CHECK_VALUE(perm.device() == src.device(), op, ": perm is on ", perm.device(), " but the features are on ",
+                    src.device());
+  auto sizes = src.sizes().vec();
+  const int64_t d = src.dim();
+  // The (T, N) shape perm must have, read off src in its own layout.
+  auto expect = std::vector<int64_t>(sizes.begin(), sizes.end() - 1);
+  const bool src_nt = scatter && nt;
+  if (src_nt) std::swap(expect[d - 3], expect[d - 2]);
+  TORCH_CHECK_VALUE(perm.sizes().vec() == expect, op, ": perm must have shape ", at::IntArrayRef(expect),
+                    " (the features' (..., T, N)), got ", perm.sizes());
+  T = expect[d - 3];
+  N = expect[d - 2];
+  B = T * N == 0 ? 0 : perm.numel() / (T * N);
+  auto out_sizes = sizes;
+  if (nt) std::swap(out_sizes[d - 3], out_sizes[d - 2]);  // a gather into nt, or a scatter out of it
+  return at::empty(out_sizes, src.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+}  // namespace ata_ext

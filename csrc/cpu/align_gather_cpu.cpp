@@ -1,0 +1,101 @@
+// CPU implementation of ata_ext::align_gather and ata_ext::align_scatter: row copies (memcpy of
+// C elements, any dtype) in parallel over rows, after checking that perm holds permutations.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
+#include "common/gather.h"
+#include "common/gather_common.h"
+
+namespace ata_ext {
+namespace {
+
+// Every (b, t) row of perm must be a permutation of 0..N-1: the copies rely on it (a repeated
+// index would leave output rows unwritten).
+void check_permutations(const int64_t* perm, int64_t rows, int64_t N, const char* op) {
+  std::vector<int64_t> bad(at::get_num_threads() + 1, -1);
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    std::vector<char> seen(N);
+    for (int64_t r = begin; r < end; ++r) {
+      std::fill(seen.begin(), seen.end(), 0);
+      const int64_t* p = perm + r * N;
+      for (int64_t i = 0; i < N; ++i) {
+        if (p[i] < 0 || p[i] >= N || seen[p[i]]) {
+          bad[at::get_thread_num()] = r;
+          return;
+        }
+        seen[p[i]] = 1;
+      }
+    }
+  });
+  for (const int64_t r : bad) {
+    TORCH_CHECK_VALUE(r < 0, op, ": perm[", r, "] (flattened over (..., T)) is not a permutation of 0..", N - 1,
+                      ": indices out of range or repeated");
+  }
+}
+
+// A fresh output of tens of MB is mostly page faults to fill: measured on the 2-core dev machine,
+// writing 77 MB into new memory took 30 ms against 5 ms into touched memory. Asking for huge
+// pages on the untouched buffer (as PyTorch's THP_MEM_ALLOC_ENABLE does for every allocation)
+// cuts the fault count 512-fold. Advisory only: it changes nothing if the kernel declines.
+void advise_huge_pages(void* ptr, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)ptr;
+  (void)bytes;
+#endif
+}
+
+at::Tensor copy_rows_cpu(const at::Tensor& src_in, const at::Tensor& perm_in, bool nt, bool scatter, bool check,
+                         const char* op) {
+  int64_t B, T, N;
+  at::Tensor out = gather_prepare(src_in, perm_in, nt, scatter, op, B, T, N);
+  if (out.numel() == 0) return out;
+  const at::Tensor src = src_in.contiguous();
+  const at::Tensor perm = perm_in.contiguous();
+  const int64_t* p = perm.const_data_ptr<int64_t>();
+  const int64_t rows = B * T * N;
+  if (check) check_permutations(p, B * T, N, op);
+  const int64_t row_bytes = src.size(-1) * src.element_size();
+  const char* from = static_cast<const char*>(src.const_data_ptr());
+  char* to = static_cast<char*>(out.data_ptr());
+  advise_huge_pages(to, out.nbytes());
+  // Grain: about 64 KiB of copying per task.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(row_bytes, 1));
+  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const RowPair r = align_rows(k, p[k], T, N, nt);
+      const int64_t src_row = scatter ? r.y_row : r.x_row, dst_row = scatter ? r.x_row : r.y_row;
+      std::memcpy(to + dst_row * row_bytes, from + src_row * row_bytes, row_bytes);
+    }
+  });
+  return out;
+}
+
+at::Tensor align_gather_cpu(const at::Tensor& x, const at::Tensor& perm, bool nt, bool check) {
+  return copy_rows_cpu(x, perm, nt, /*scatter=*/false, check, "align_gather");
+}
+
+at::Tensor align_scatter_cpu(const at::Tensor& y, const at::Tensor& perm, bool nt, bool check) {
+  return copy_rows_cpu(y, perm, nt, /*scatter=*/true, check, "align_scatter");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
+  m.impl("align_gather", &align_gather_cpu);
+  m.impl("align_scatter", &align_scatter_cpu);
+}
+
+}  // namespace ata_ext

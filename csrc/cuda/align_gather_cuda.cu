@@ -1,0 +1,113 @@
+// CUDA implementation of ata_ext::align_gather and ata_ext::align_scatter: one grid-stride kernel
+// that moves rows in the widest aligned vector (16 bytes for any dtype when rows allow), dtype-
+// agnostic, plus an optional permutation check (one flag read back: the documented sync).
+#include <ATen/ATen.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <type_traits>
+
+#include "common/gather.h"
+#include "common/gather_common.h"
+
+namespace ata_ext {
+namespace {
+
+template <int kBytes>
+struct Vec;
+template <> struct Vec<16> { using type = uint4; };
+template <> struct Vec<8> { using type = uint2; };
+template <> struct Vec<4> { using type = uint32_t; };
+template <> struct Vec<2> { using type = uint16_t; };
+template <> struct Vec<1> { using type = uint8_t; };
+
+// Thread v of a row copies vector v of it; consecutive threads take consecutive vectors of a
+// row, so reads and writes are coalesced whatever the permutation.
+template <int kBytes>
+__global__ void copy_rows_kernel(const char* __restrict__ src, char* __restrict__ dst, const int64_t* __restrict__ perm,
+                                 int64_t rows, int64_t vecs_per_row, int64_t T, int64_t N, bool nt, bool scatter) {
+  using V = typename Vec<kBytes>::type;
+  const int64_t total = rows * vecs_per_row;
+  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total; idx += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t k = idx / vecs_per_row, v = idx % vecs_per_row;
+    const RowPair r = align_rows(k, __ldg(perm + k), T, N, nt);
+    const int64_t from = scatter ? r.y_row : r.x_row, to = scatter ? r.x_row : r.y_row;
+    reinterpret_cast<V*>(dst)[to * vecs_per_row + v] = __ldg(reinterpret_cast<const V*>(src) + from * vecs_per_row + v);
+  }
+}
+
+// Flags (b, t) rows of perm that are not permutations: seen counts each index; a second visit or
+// an index out of range sets *bad.
+__global__ void check_perm_kernel(const int64_t* __restrict__ perm, int64_t total, int64_t N, int32_t* seen, int32_t* bad) {
+  for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total; k += int64_t{gridDim.x} * blockDim.x) {
+    const int64_t p = perm[k];
+    if (p < 0 || p >= N || atomicAdd(seen + (k / N) * N + p, 1) != 0) atomicExch(bad, 1);
+  }
+}
+
+int grid_for(int64_t work, int threads) {
+  const int64_t blocks = (work + threads - 1) / threads;
+  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535));
+}
+
+at::Tensor copy_rows_cuda(const at::Tensor& src_in, const at::Tensor& perm_in, bool nt, bool scatter, bool check,
+                          const char* op) {
+  const c10::cuda::CUDAGuard guard(src_in.device());
+  int64_t B, T, N;
+  at::Tensor out = gather_prepare(src_in, perm_in, nt, scatter, op, B, T, N);
+  if (out.numel() == 0) return out;
+  const at::Tensor src = src_in.contiguous();
+  const at::Tensor perm = perm_in.contiguous();
+  const int64_t rows = B * T * N;
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+  constexpr int kThreads = 256;
+  if (check) {
+    at::Tensor seen = at::zeros({rows}, perm.options().dtype(at::kInt));
+    at::Tensor bad = at::zeros({1}, perm.options().dtype(at::kInt));
+    check_perm_kernel<<<grid_for(rows, kThreads), kThreads, 0, stream>>>(
+        perm.const_data_ptr<int64_t>(), rows, N, seen.data_ptr<int32_t>(), bad.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    TORCH_CHECK_VALUE(bad.item<int32_t>() == 0, op, ": perm is not a permutation of 0..", N - 1,
+                      " in every (..., t) row: indices out of range or repeated");
+  }
+  const int64_t row_bytes = src.size(-1) * src.element_size();
+  const auto base = reinterpret_cast<uintptr_t>(src.const_data_ptr()) | reinterpret_cast<uintptr_t>(out.data_ptr());
+  int vec = 16;  // the widest access that divides the row and the base addresses
+  while (vec > 1 && (row_bytes % vec != 0 || base % vec != 0)) vec /= 2;
+  const int64_t vecs = row_bytes / vec;
+  const char* from = static_cast<const char*>(src.const_data_ptr());
+  char* to = static_cast<char*>(out.data_ptr());
+  const int grid = grid_for(rows * vecs, kThreads);
+  const int64_t* p = perm.const_data_ptr<int64_t>();
+  const auto launch = [&](auto width) {
+    copy_rows_kernel<decltype(width)::value><<<grid, kThreads, 0, stream>>>(from, to, p, rows, vecs, T, N, nt, scatter);
+  };
+  switch (vec) {
+    case 16: launch(std::integral_constant<int, 16>{}); break;
+    case 8: launch(std::integral_constant<int, 8>{}); break;
+    case 4: launch(std::integral_constant<int, 4>{}); break;
+    case 2: launch(std::integral_constant<int, 2>{}); break;
+    default: launch(std::integral_constant<int, 1>{}); break;
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return out;
+}
+
+at::Tensor align_gather_cuda(const at::Tensor& x, const at::Tensor& perm, bool nt, bool check) {
+  return copy_rows_cuda(x, perm, nt, /*scatter=*/false, check, "align_gather");
+}
+
+at::Tensor align_scatter_cuda(const at::Tensor& y, const at::Tensor& perm, bool nt, bool check) {
+  return copy_rows_cuda(y, perm, nt, /*scatter=*/true, check, "align_scatter");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
+  m.impl("align_gather", &align_gather_cuda);
+  m.impl("align_scatter", &align_scatter_cuda);
+}
+
+}  // namespace ata_ext

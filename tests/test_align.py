@@ -1,0 +1,200 @@
+"""align / dealign against a literal Algorithm 1 with scipy, plus the gather ops' contracts."""
+import pytest
+import torch
+
+import ata_ext
+from ata_ext.testing import devices
+from reference_ata import literal_align, literal_dealign, step_totals
+
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+
+
+@pytest.mark.parametrize("device", devices())
+def test_matches_literal_algorithm_1(device):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 49, 24, generator=g, dtype=torch.float64)
+    aligned, perm = ata_ext.align(x.to(device))
+    aligned, perm = aligned.cpu(), perm.cpu()
+    assert perm.shape == (2, 3, 5, 49) and perm.dtype == torch.int64
+    for b in range(2):
+        for c in range(3):
+            ref, ref_perm, ref_totals = literal_align(x[b, c])
+            # Random features have no ties: the very same permutations and features.
+            assert torch.equal(perm[b, c], ref_perm)
+            assert torch.equal(aligned[b, c], ref)
+            assert step_totals(x[b, c], perm[b, c]) == pytest.approx(ref_totals, rel=1e-12)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_objectives_match_literal_in_float32(device):
+    # float32 similarities can reorder near-ties, so compare what Algorithm 1 optimises: each
+    # step's total similarity.
+    x = torch.randn(4, 6, 64, 32, generator=torch.Generator().manual_seed(1))
+    _, perm = ata_ext.align(x.to(device))
+    for b in range(4):
+        _, _, ref_totals = literal_align(x[b])
+        assert step_totals(x[b], perm[b].cpu()) == pytest.approx(ref_totals, rel=1e-5)
+
+
+def moving_camera_clip(T=6, grid=14, patch=16, step=(1, 1), seed=0):
+    """A procedural texture seen through a window that moves `step` patches per frame, cut into
+    patch x patch RGB patches: (T, grid*grid, 3*patch*patch), plus the true shift."""
+    g = torch.Generator().manual_seed(seed)
+    size = (grid + T * max(step)) * patch
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    world = torch.zeros(3, size, size, dtype=torch.float64)
+    for _ in range(12):  # smooth structure plus fine noise: every patch distinct
+        f = torch.rand(2, generator=g) * 0.8
+        ph = torch.rand(3, 1, 1, generator=g, dtype=torch.float64) * 6.28
+        world += torch.sin(f[0] * yy + f[1] * xx + ph)
+    world += torch.rand(3, size, size, generator=g, dtype=torch.float64) - 0.5
+    frames = []
+    for t in range(T):
+        y0, x0 = t * step[0] * patch, t * step[1] * patch
+        crop = world[:, y0:y0 + grid * patch, x0:x0 + grid * patch]
+        p = crop.reshape(3, grid, patch, grid, patch).permute(1, 3, 0, 2, 4).reshape(grid * grid, -1)
+        frames.append(p)
+    return torch.stack(frames)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("step", [(0, 1), (1, 1), (1, 0)])
+def test_moving_camera_recovers_the_shift(device, step):
+    grid, T = 14, 6
+    x = moving_camera_clip(T=T, grid=grid, step=step)
+    aligned, perm = ata_ext.align(x.to(device).float())
+    perm = perm.cpu()
+    dy, dx = step
+    for t in range(1, T):
+        # Patch (r, c) of frame t-1 shows what patch (r - dy, c - dx) of frame t shows.
+        for r in range(dy, grid):
+            for c in range(dx, grid):
+                i = int((perm[t - 1] == r * grid + c).nonzero())  # aligned slot of that content
+                assert int(perm[t, i]) == (r - dy) * grid + (c - dx), (t, r, c)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_batched_equals_per_clip(device):
+    x = torch.randn(3, 4, 36, 16, generator=torch.Generator().manual_seed(2), dtype=torch.float64).to(device)
+    aligned, perm = ata_ext.align(x)
+    for b in range(3):
+        a1, p1 = ata_ext.align(x[b])
+        assert torch.equal(a1, aligned[b]) and torch.equal(p1, perm[b])
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["tn", "nt"])
+def test_dealign_inverts_bit_for_bit(device, dtype, layout):
+    x = torch.randn(2, 5, 25, 40, generator=torch.Generator().manual_seed(3)).to(device, dtype)
+    aligned, perm = ata_ext.align(x, layout=layout)
+    assert torch.equal(perm[..., 0, :], torch.arange(25, device=device).expand(2, 25))
+    ref = ata_ext.align(x)[0]
+    assert torch.equal(aligned, ref.transpose(-2, -3) if layout == "nt" else ref)
+    expect_gather = x.gather(-2, perm.unsqueeze(-1).expand_as(x))
+    assert torch.equal(ref, expect_gather)
+    assert torch.equal(ata_ext.dealign(aligned, perm, layout=layout), x)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_key_is_used_for_matching(device):
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 16, 8, generator=g, dtype=torch.float64).to(device)
+    key = torch.randn(3, 16, 5, generator=g, dtype=torch.float64).to(device)
+    aligned, perm = ata_ext.align(x, key=key)
+    _, ref_perm, _ = literal_align(key.cpu())
+    assert torch.equal(perm.cpu(), ref_perm)
+    assert torch.equal(aligned, x.gather(-2, perm.unsqueeze(-1).expand_as(x)))
+
+
+def test_seed_dealignment_matrices_and_algorithm_2():
+    x = torch.randn(5, 20, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    aligned, perm = ata_ext.align(x)
+    D = ata_ext.dealignment_matrices(perm)
+    assert D.shape == (5, 20, 20)
+    assert torch.equal(D.sum(-1), torch.ones(5, 20, dtype=D.dtype))
+    assert torch.equal(literal_dealign(aligned, D), x)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_degenerate_shapes(device):
+    x = torch.randn(2, 1, 9, 4, device=device)  # T = 1: identity
+    aligned, perm = ata_ext.align(x)
+    assert torch.equal(aligned, x) and torch.equal(perm, torch.arange(9, device=device).expand(2, 1, 9))
+    x = torch.randn(2, 3, 0, 4, device=device)  # N = 0
+    aligned, perm = ata_ext.align(x)
+    assert aligned.shape == x.shape and perm.shape == (2, 3, 0)
+    assert ata_ext.dealign(aligned, perm).shape == x.shape
+    x = torch.randn(3, 7, 5, device=device)  # no batch dims
+    aligned, perm = ata_ext.align(x)
+    assert torch.equal(ata_ext.dealign(aligned, perm), x)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_bad_input(device):
+    x = torch.randn(2, 3, 4, 5, device=device)
+    perm = ata_ext.align(x)[1]
+    with pytest.raises(ValueError, match=r"\(\.\.\., T, N, C\)"):
+        ata_ext.align(torch.randn(4, 5, device=device))
+    with pytest.raises(TypeError, match="floating-point"):
+        ata_ext.align(torch.ones(2, 3, 4, dtype=torch.long, device=device))
+    with pytest.raises(ValueError, match="key"):
+        ata_ext.align(x, key=torch.randn(2, 3, 5, 5, device=device))
+    with pytest.raises(ValueError, match="layout"):
+        ata_ext.align(x, layout="ntc")
+    with pytest.raises(ValueError, match="perm must have shape"):
+        ata_ext.dealign(x, perm[..., :3])
+    with pytest.raises(TypeError, match="int64"):
+        ata_ext.dealign(x, perm.int())
+    bad = perm.clone()
+    bad[1, 2, 0] = 4  # out of range
+    with pytest.raises(ValueError, match="not a permutation"):
+        ata_ext.dealign(x, bad)
+    bad[1, 2, 0] = bad[1, 2, 1]  # repeated
+    with pytest.raises(ValueError, match="not a permutation"):
+        ata_ext.dealign(x, bad)
+    with pytest.raises(ValueError, match="not a permutation"):
+        torch.ops.ata_ext.align_gather(x, bad, False, True)
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("nt", [False, True])
+def test_gradcheck(device, nt):
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(2, 3, 6, 4, generator=g, dtype=torch.float64).to(device).requires_grad_()
+    perm = ata_ext.align(x)[1]
+    layout = "nt" if nt else "tn"
+    assert torch.autograd.gradcheck(lambda z: ata_ext.align(z, layout=layout)[0], (x,))
+    y = ata_ext.align(x.detach(), layout=layout)[0].requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: ata_ext.dealign(z, perm, layout=layout), (y,))
+    assert torch.autograd.gradgradcheck(lambda z: ata_ext.align(z, layout=layout)[0], (x,))
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("op", ["align_gather", "align_scatter"])
+@pytest.mark.parametrize("nt", [False, True])
+def test_opcheck(device, op, nt):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 5, 8, generator=g, dtype=torch.float64).to(device)
+    perm = torch.argsort(torch.rand(2, 3, 5, generator=g), dim=-1).to(device)
+    src = x.transpose(-2, -3).contiguous() if (op == "align_scatter" and nt) else x
+    torch.library.opcheck(getattr(torch.ops.ata_ext, op).default, (src.requires_grad_(), perm, nt, True))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_torch_compile_fullgraph(device):
+    w = torch.randn(16, 16, dtype=torch.float64, device=device)
+
+    def f(x):
+        aligned, perm = ata_ext.align(x, layout="nt")
+        y = torch.tanh(aligned @ w)
+        return ata_ext.dealign(y, perm, layout="nt", check=False)
+
+    x = torch.randn(2, 4, 25, 16, dtype=torch.float64, device=device, generator=None)
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    assert torch.equal(compiled(x), f(x))
+    xg = x.clone().requires_grad_()
+    compiled(xg).sum().backward()
+    xe = x.clone().requires_grad_()
+    f(xe).sum().backward()
+    assert torch.allclose(xg.grad, xe.grad)
