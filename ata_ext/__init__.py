@@ -8,7 +8,7 @@ from . import _ops
 from ._ops import built_with_cuda
 from ._solver import linear_sum_assignment
 from ._align import align, alignment_permutations, dealign, dealignment_matrices
-from . import compat
+from . import compat, nn
 
 __version__ = "0.1.0"
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "alignment_permutations",
     "dealignment_matrices",
     "compat",
+    "nn",
     "built_with_cuda",
 ]

@@ -35,7 +35,8 @@ def alignment_permutations(key):
     ident = torch.arange(N, device=key.device).expand(*batch, 1, N)
     if T < 2 or N == 0:
         return ident.expand(*batch, T, N).contiguous()
-    with torch.no_grad():
+    # Matching is not differentiated, and runs at the input's precision whatever autocast says.
+    with torch.no_grad(), torch.autocast(key.device.type, enabled=False):
         k = key.detach()
         # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA
         # the similarities stay in the input dtype, which the auction reads directly.
