@@ -45,9 +45,10 @@ def alignment_permutations(key):
         # Cosine similarity as a Gram matrix scaled by inverse norms (normalize's eps clamp
         # included): the same numbers as normalising first, without writing a normalised copy
         # of the features, which costs as much as the gather itself.
-        inv = 1.0 / torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)  # (..., T, N)
-        sim = k[..., :-1, :, :] @ k[..., 1:, :, :].transpose(-1, -2)  # (..., T-1, N, N)
-        sim.mul_(inv[..., :-1, :, None]).mul_(inv[..., 1:, None, :])
+        with torch.profiler.record_function("ata_ext::similarity"):
+            inv = 1.0 / torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)  # (..., T, N)
+            sim = k[..., :-1, :, :] @ k[..., 1:, :, :].transpose(-1, -2)  # (..., T-1, N, N)
+            sim.mul_(inv[..., :-1, :, None]).mul_(inv[..., 1:, None, :])
         # The similarities are finite by construction: skip validation (and its sync on CUDA).
         sigma = linear_sum_assignment(sim, maximize=True, check=False)
         perms = [ident[..., 0, :]]
@@ -84,9 +85,10 @@ def align(x, key=None, *, layout="tn"):
                 f"key must have x's (..., T, N) dims and device: x {tuple(x.shape)} on {x.device}, "
                 f"key {tuple(key.shape)} on {key.device}"
             )
-    perm = alignment_permutations(key)
-    # perm was just built from solver output: no validation (and no sync) needed.
-    return ops.align_gather(x, perm, layout == "nt", False), perm
+    with torch.profiler.record_function("ata_ext::align"):  # a label for profilers; free otherwise
+        perm = alignment_permutations(key)
+        # perm was just built from solver output: no validation (and no sync) needed.
+        return ops.align_gather(x, perm, layout == "nt", False), perm
 
 
 def dealign(aligned, perm, *, layout="tn", check=True):
@@ -98,7 +100,8 @@ def dealign(aligned, perm, *, layout="tn", check=True):
     _check_layout(layout)
     if not isinstance(perm, torch.Tensor):
         raise TypeError(f"perm must be a torch.Tensor, got {type(perm).__name__}")
-    return ops.align_scatter(aligned, perm, layout == "nt", bool(check))
+    with torch.profiler.record_function("ata_ext::dealign"):
+        return ops.align_scatter(aligned, perm, layout == "nt", bool(check))
 
 
 def dealignment_matrices(perm):

@@ -69,12 +69,14 @@ def _align_gather_backward(ctx, grad):
     # The gradient of a permutation gather is the inverse permutation: the scatter. perm was
     # validated (or produced) by the forward, so the backward skips the check and its sync.
     (perm,) = ctx.saved_tensors
-    return ops.align_scatter(grad.contiguous(), perm, ctx.nt, False), None, None, None
+    with torch.profiler.record_function("ata_ext::gather_backward"):
+        return ops.align_scatter(grad.contiguous(), perm, ctx.nt, False), None, None, None
 
 
 def _align_scatter_backward(ctx, grad):
     (perm,) = ctx.saved_tensors
-    return ops.align_gather(grad.contiguous(), perm, ctx.nt, False), None, None, None
+    with torch.profiler.record_function("ata_ext::gather_backward"):
+        return ops.align_gather(grad.contiguous(), perm, ctx.nt, False), None, None, None
 
 
 torch.library.register_autograd("ata_ext::align_gather", _align_gather_backward, setup_context=_setup_perm_context)
