@@ -72,6 +72,9 @@ fi
 if ! "$PY" benchmarks/bench_align.py --device cuda --out "$OUTDIR/align.json" >> "$summary" 2>&1; then
   echo "bench_align: FAILED" >> "$summary"; status=1
 fi
+if ! "$PY" benchmarks/bench_block.py --device cuda --reps 10 >> "$summary" 2>&1; then
+  echo "bench_block: FAILED" >> "$summary"; status=1
+fi
 
 cat "$summary"
 exit $status

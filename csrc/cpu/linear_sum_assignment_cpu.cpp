@@ -11,6 +11,15 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
+// The O(n^2) passes of the initialisation are plain compare-and-select loops that vectorise well
+// with AVX2 but not with the x86-64 baseline; GCC builds both and picks one when the library
+// loads, so the binary still runs on any x86-64.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define ATA_EXT_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define ATA_EXT_AVX2_CLONES
+#endif
+
 // Per-thread scratch, reused across the problems one thread solves.
 struct JvState {
   std::vector<double> v, d;             // column duals, shortest-path lengths
@@ -22,7 +31,7 @@ struct JvState {
 // transfer and two passes of augmenting row reduction. It typically assigns most rows in O(n^2),
 // leaving few for the O(n^2)-per-row augmentation. Invariant kept throughout (and relied upon by
 // augment): every assigned row's column minimises c[i][j] - v[j] over j.
-void jv_init(const double* c, int64_t n, int64_t* x, JvState& s) {
+ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState& s) {
   // Column reduction: v[j] = min_i c[i][j], computed row by row so memory is read in order.
   std::vector<int64_t> matches(n, 0), imin(n, 0);
   double* __restrict v = s.v.data();  // restrict lets the compiler vectorise the select below
@@ -46,10 +55,14 @@ void jv_init(const double* c, int64_t n, int64_t* x, JvState& s) {
     if (matches[i] != 1 || n < 2) continue;
     const int64_t j1 = x[i];
     double mn = kInf;
+    const double* ci = c + i * n;
+    // An exact min in any order: the simd reduction lets it vectorise without -ffast-math.
+#pragma omp simd reduction(min : mn)
     for (int64_t j = 0; j < n; ++j) {
-      if (j != j1) mn = std::min(mn, c[i * n + j] - s.v[j]);
+      const double h = j == j1 ? kInf : ci[j] - v[j];
+      mn = h < mn ? h : mn;
     }
-    s.v[j1] -= mn - (c[i * n + j1] - s.v[j1]);
+    v[j1] -= mn - (ci[j1] - v[j1]);
   }
   if (n < 2) return;
   // Augmenting row reduction. A step that lowers a price re-queues the displaced row at once; on
@@ -63,10 +76,10 @@ void jv_init(const double* c, int64_t n, int64_t* x, JvState& s) {
     while (k < nfree && steps++ < max_steps) {
       const int64_t i = fr[k++];
       const double* ci = c + i * n;
-      double u1 = ci[0] - s.v[0], u2 = kInf;
+      double u1 = ci[0] - v[0], u2 = kInf;
       int64_t j1 = 0, j2 = -1;
       for (int64_t j = 1; j < n; ++j) {
-        const double h = ci[j] - s.v[j];
+        const double h = ci[j] - v[j];
         if (h < u2) {
           if (h >= u1) { u2 = h; j2 = j; }
           else { u2 = u1; j2 = j1; u1 = h; j1 = j; }
@@ -74,7 +87,7 @@ void jv_init(const double* c, int64_t n, int64_t* x, JvState& s) {
       }
       int64_t i0 = s.y[j1];
       if (u1 < u2) {
-        s.v[j1] -= u2 - u1;
+        v[j1] -= u2 - u1;
       } else if (i0 >= 0) {  // tie: take the second-best column instead of displacing i0
         j1 = j2;
         i0 = s.y[j1];

@@ -49,8 +49,11 @@ LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_
   // something is not finite: NaN and -inf are invalid, +inf is a forbidden pair.
   const double big = std::numeric_limits<double>::max();
   int64_t finite = 0;
-  for (const double v : p.c) finite += std::fabs(v) <= big;
-  p.all_finite = finite == static_cast<int64_t>(p.c.size());
+  const double* c = p.c.data();
+  const int64_t size = static_cast<int64_t>(p.c.size());
+#pragma omp simd reduction(+ : finite)
+  for (int64_t k = 0; k < size; ++k) finite += std::fabs(c[k]) <= big;
+  p.all_finite = finite == size;
   if (!p.all_finite) {
     for (const double v : p.c) {
       if (std::isnan(v) || v < -big) return kInvalid;
