@@ -72,7 +72,7 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
     std::vector<int64_t>& fr = s.free_rows;
     const int64_t nfree = static_cast<int64_t>(fr.size());
     int64_t k = 0, nnew = 0, steps = 0;
-    const int64_t max_steps = 4 * n;
+    const int64_t max_steps = 2 * n;
     while (k < nfree && steps++ < max_steps) {
       const int64_t i = fr[k++];
       const double* ci = c + i * n;
