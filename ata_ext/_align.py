@@ -39,7 +39,9 @@ def frame_similarities(key):
     *_, T, N, D = key.shape
     k = key.reshape(-1, T, N, D)
     inv = (1.0 / torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)).transpose(0, 1)  # (T, B, N)
-    sim = torch.stack([torch.bmm(k[:, t], k[:, t + 1].transpose(1, 2)) for t in range(T - 1)])
+    sim = k.new_empty(T - 1, k.shape[0], N, N)
+    for t in range(T - 1):
+        torch.bmm(k[:, t], k[:, t + 1].transpose(1, 2), out=sim[t])
     return sim.mul_(inv[:-1, :, :, None]).mul_(inv[1:, :, None, :])
 
 

@@ -64,14 +64,16 @@ def main():
         # The floor: the frame-pair Gram matrices computed the fastest way we know (one bmm per
         # frame pair on strided views; a 4-D matmul of the slices copies both operands first).
         mm = timed(lambda: [torch.bmm(x[:, t], x[:, t + 1].transpose(1, 2)) for t in range(shape[1] - 1)], a.device)
+        # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
+        clone = timed(lambda: x.clone(), a.device)
         tn = timed(lambda: ata_ext.align(x), a.device)
         nt = timed(lambda: ata_ext.align(x, layout="nt"), a.device)
         xs = x[: a.literal_clips].float().cpu()
         lit = timed(lambda: [literal_align(c) for c in xs], "cpu", reps=2) * shape[0] / a.literal_clips
         row = {"features": kind, "shape": list(shape), "dtype": str(dtype), "device": a.device,
-               "matmul_s": mm, "align_s": tn, "align_nt_s": nt, "literal_s": lit}
+               "matmul_s": mm, "clone_s": clone, "align_s": tn, "align_nt_s": nt, "literal_s": lit}
         results.append(row)
-        print(f"  {kind:<9} matmul {mm * 1e3:8.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
+        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
               f"   align nt {nt * 1e3:8.1f} ms ({nt / mm:4.2f}x)   literal Algorithm 1 {lit * 1e3:9.1f} ms"
               f" ({lit / tn:5.1f}x slower than align)")
     if a.out:

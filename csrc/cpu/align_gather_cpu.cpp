@@ -3,13 +3,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
-#include <cstdint>
 #include <cstring>
 #include <vector>
-
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 #include "common/gather.h"
 #include "common/gather_common.h"
@@ -41,22 +36,6 @@ void check_permutations(const int64_t* perm, int64_t rows, int64_t N, const char
   }
 }
 
-// A fresh output of tens of MB is mostly page faults to fill: measured on the 2-core dev machine,
-// writing 77 MB into new memory took 30 ms against 5 ms into touched memory. Asking for huge
-// pages on the untouched buffer (as PyTorch's THP_MEM_ALLOC_ENABLE does for every allocation)
-// cuts the fault count 512-fold. Advisory only: it changes nothing if the kernel declines.
-void advise_huge_pages(void* ptr, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr uintptr_t kHuge = uintptr_t{1} << 21;
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(ptr) + kHuge - 1) & ~(kHuge - 1);
-  const uintptr_t end = (reinterpret_cast<uintptr_t>(ptr) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
-  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)ptr;
-  (void)bytes;
-#endif
-}
-
 at::Tensor copy_rows_cpu(const at::Tensor& src_in, const at::Tensor& perm_in, bool nt, bool scatter, bool check,
                          const char* op) {
   int64_t B, T, N;
@@ -70,7 +49,6 @@ at::Tensor copy_rows_cpu(const at::Tensor& src_in, const at::Tensor& perm_in, bo
   const int64_t row_bytes = src.size(-1) * src.element_size();
   const char* from = static_cast<const char*>(src.const_data_ptr());
   char* to = static_cast<char*>(out.data_ptr());
-  advise_huge_pages(to, out.nbytes());
   // Grain: about 64 KiB of copying per task.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(row_bytes, 1));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
