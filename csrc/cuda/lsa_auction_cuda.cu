@@ -11,6 +11,8 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <mutex>
+
 #include "common/auction.h"
 #include "common/lsa_common.h"
 #include "common/static_switch.h"
@@ -185,6 +187,18 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   }
 }
 
+// Raises the kernel's dynamic shared-memory limit to the device's opt-in maximum once per device,
+// so that no later call (one being captured into a CUDA graph, say) needs the attribute call.
+template <typename scalar_t, bool kShared>
+void opt_in_smem(int device, int max_smem) {
+  static std::once_flag flags[64];
+  TORCH_CHECK(device >= 0 && device < 64, "lsa_auction: device index ", device, " out of range");
+  std::call_once(flags[device], [&] {
+    C10_CUDA_CHECK(cudaFuncSetAttribute(auction_kernel<scalar_t, kShared>,
+                                        cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
+  });
+}
+
 at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, const char* op) {
   lsa_check_input(cost_in, op);
   const c10::cuda::CUDAGuard guard(cost_in.device());
@@ -209,9 +223,8 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
     BOOL_SWITCH(shared_levels, kShared, [&] {
-      auto kernel = auction_kernel<scalar_t, kShared>;
-      C10_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
-      kernel<<<static_cast<unsigned>(batch), kThreads, smem, stream>>>(
+      opt_in_smem<scalar_t, kShared>(cost.get_device(), max_smem - static_cast<int>(static_smem));
+      auction_kernel<scalar_t, kShared><<<static_cast<unsigned>(batch), kThreads, smem, stream>>>(
           cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
           shared_levels ? nullptr : workspace.data_ptr<int32_t>(), out.data_ptr<int64_t>(), status.data_ptr<int32_t>());
       C10_CUDA_KERNEL_LAUNCH_CHECK();
