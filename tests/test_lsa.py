@@ -37,6 +37,8 @@ def gen(kind, n, m, g):
     if kind == "huge_range":
         exponent = torch.randint(-150, 150, (n, m), generator=g).double()
         return torch.rand(n, m, generator=g, dtype=torch.float64) * torch.pow(10.0, exponent)
+    if kind == "tiny_values":
+        return torch.rand(n, m, generator=g, dtype=torch.float64) * 1e-300
     if kind == "tiny_gaps":
         return 1.0 + 1e-12 * torch.rand(n, m, generator=g, dtype=torch.float64)
     if kind == "integer":
@@ -48,7 +50,8 @@ def gen(kind, n, m, g):
     raise ValueError(kind)
 
 
-KINDS = ["uniform", "ties", "constant", "duplicate_rows", "huge_range", "tiny_gaps", "integer", "negative", "video"]
+KINDS = ["uniform", "ties", "constant", "duplicate_rows", "huge_range", "tiny_values", "tiny_gaps", "integer", "negative",
+         "video"]
 SHAPES = [(1, 1), (2, 2), (5, 5), (17, 17), (49, 49), (8, 13), (13, 8), (1, 9), (9, 1), (100, 100)]
 
 
