@@ -1,6 +1,8 @@
 """align / dealign against a literal Algorithm 1 with scipy, plus the gather ops' contracts."""
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ata_ext
 from ata_ext.testing import devices
@@ -198,3 +200,16 @@ def test_torch_compile_fullgraph(device):
     xe = x.clone().requires_grad_()
     f(xe).sum().backward()
     assert torch.allclose(xg.grad, xe.grad)
+
+
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(0, 12), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_property_against_literal(batch, T, N, C, seed):
+    x = torch.randn(batch, T, N, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    aligned, perm = ata_ext.align(x)
+    assert torch.equal(ata_ext.dealign(aligned, perm), x)
+    assert torch.equal(perm.sort(-1).values, torch.arange(N).expand_as(perm))
+    for b in range(batch):
+        if N == 0:
+            continue
+        _, _, ref_totals = literal_align(x[b])
+        assert step_totals(x[b], perm[b]) == pytest.approx(ref_totals, rel=1e-9, abs=1e-12)
