@@ -23,18 +23,20 @@ template <> struct Vec<4> { using type = uint32_t; };
 template <> struct Vec<2> { using type = uint16_t; };
 template <> struct Vec<1> { using type = uint8_t; };
 
-// Thread v of a row copies vector v of it; consecutive threads take consecutive vectors of a
-// row, so reads and writes are coalesced whatever the permutation.
+// A warp per row: the row's index math (64-bit divisions) and its perm entry are done once, and
+// the lanes copy consecutive vectors of it, so reads and writes are coalesced whatever the
+// permutation.
 template <int kBytes>
 __global__ void copy_rows_kernel(const char* __restrict__ src, char* __restrict__ dst, const int64_t* __restrict__ perm,
                                  int64_t rows, int64_t vecs_per_row, int64_t T, int64_t N, bool nt, bool scatter) {
   using V = typename Vec<kBytes>::type;
-  const int64_t total = rows * vecs_per_row;
-  for (int64_t idx = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; idx < total; idx += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t k = idx / vecs_per_row, v = idx % vecs_per_row;
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = int64_t{gridDim.x} * (blockDim.x / 32);
+  for (int64_t k = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32; k < rows; k += warps) {
     const RowPair r = align_rows(k, __ldg(perm + k), T, N, nt);
-    const int64_t from = scatter ? r.y_row : r.x_row, to = scatter ? r.x_row : r.y_row;
-    reinterpret_cast<V*>(dst)[to * vecs_per_row + v] = __ldg(reinterpret_cast<const V*>(src) + from * vecs_per_row + v);
+    const V* from = reinterpret_cast<const V*>(src) + (scatter ? r.y_row : r.x_row) * vecs_per_row;
+    V* to = reinterpret_cast<V*>(dst) + (scatter ? r.x_row : r.y_row) * vecs_per_row;
+    for (int64_t v = lane; v < vecs_per_row; v += 32) to[v] = __ldg(from + v);
   }
 }
 
@@ -79,7 +81,7 @@ at::Tensor copy_rows_cuda(const at::Tensor& src_in, const at::Tensor& perm_in, b
   const int64_t vecs = row_bytes / vec;
   const char* from = static_cast<const char*>(src.const_data_ptr());
   char* to = static_cast<char*>(out.data_ptr());
-  const int grid = grid_for(rows * vecs, kThreads);
+  const int grid = grid_for(rows * 32, kThreads);  // a warp per row
   const int64_t* p = perm.const_data_ptr<int64_t>();
   const auto launch = [&](auto width) {
     copy_rows_kernel<decltype(width)::value><<<grid, kThreads, 0, stream>>>(from, to, p, rows, vecs, T, N, nt, scatter);
