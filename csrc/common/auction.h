@@ -77,10 +77,12 @@ C10_HOST_DEVICE inline Stats stats_merge(Stats a, const Stats& b) {
   return a;
 }
 
-// How finite benefits map to integers: B = rint((b/2 - lo/2) * scale), B in [0, levels]. Halving
-// first keeps hi - lo finite for any finite inputs (their difference can overflow a double).
+// How finite benefits map to integers: B = rint((b/2 - lo/2) / div * scale), B in [0, levels].
+// Halving first keeps hi - lo finite for any finite inputs (their difference can overflow a
+// double), and dividing by the half range before multiplying keeps the factor finite for tiny
+// ranges (levels / range overflows once the range is below about 1e-301).
 struct Scale {
-  double lo, scale;
+  double lo, div, scale;
   int64_t levels;    // Q
   int64_t penalty;   // B of a forbidden pair: -(n*Q + 1)
   int64_t n1;        // n + 1, the multiplier that makes eps = 1 exact
@@ -88,7 +90,7 @@ struct Scale {
 };
 
 // Q: as many levels as the price bound allows. Integer-valued benefits whose range fits are kept
-// as they are (scale 2 undoes the halving exactly), so integer problems are solved exactly.
+// as they are (div 0.5 undoes the halving exactly), so integer problems are solved exactly.
 C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
   Scale sc;
   sc.n1 = n + 1;
@@ -101,13 +103,16 @@ C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
   sc.lo = any ? s.lo : 0.0;
   const double half_range = any ? 0.5 * s.hi - 0.5 * s.lo : 0.0;
   if (half_range == 0.0) {
+    sc.div = 1.0;
     sc.scale = 0.0;
     q = 0;
   } else if (s.integral && s.hi - s.lo <= static_cast<double>(q)) {
-    sc.scale = 2.0;
+    sc.div = 0.5;  // (b/2 - lo/2) / 0.5 = b - lo, exactly
+    sc.scale = 1.0;
     q = static_cast<int64_t>(s.hi - s.lo);
   } else {
-    sc.scale = static_cast<double>(q) / half_range;
+    sc.div = half_range;
+    sc.scale = static_cast<double>(q);
   }
   sc.levels = q;
   sc.penalty = -(n * q + 1);
@@ -123,7 +128,7 @@ constexpr int32_t kForbidden = INT32_MIN;
 
 C10_HOST_DEVICE inline int32_t level(double b, const Scale& sc) {
   if (b == -INFINITY) return kForbidden;
-  return static_cast<int32_t>(rint((0.5 * b - 0.5 * sc.lo) * sc.scale));
+  return static_cast<int32_t>(rint((0.5 * b - 0.5 * sc.lo) / sc.div * sc.scale));
 }
 
 // The integer benefit the auction works with.
