@@ -7,7 +7,7 @@ Algorithms 1 and 2, batched, on fused gather kernels with autograd. See README.m
 from . import _ops
 from ._ops import built_with_cuda
 from ._solver import linear_sum_assignment
-from ._align import align, alignment_permutations, dealign, dealignment_matrices
+from ._align import align, alignment_permutations, dealign, dealignment_matrices, empty_host_cache, host_cache_info
 from . import compat, nn
 
 __version__ = "0.1.0"
@@ -17,6 +17,8 @@ __all__ = [
     "dealign",
     "alignment_permutations",
     "dealignment_matrices",
+    "host_cache_info",
+    "empty_host_cache",
     "compat",
     "nn",
     "built_with_cuda",

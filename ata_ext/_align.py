@@ -125,3 +125,20 @@ def dealignment_matrices(perm):
     N = perm.shape[-1]
     onehot = torch.nn.functional.one_hot(perm, N)  # [..., t, i, j] = 1 iff perm[t, i] = j
     return onehot.transpose(-1, -2).contiguous()
+
+
+def host_cache_info():
+    """The host block cache that CPU align/dealign outputs (and their gradients) come from:
+    {"cached_bytes": bytes held in free blocks, "limit_bytes": the most it keeps}.
+
+    Large fresh CPU tensors cost a page fault per 4 KiB page on their first write, several times
+    the copy itself; a training loop frees and re-allocates the same aligned shapes every step,
+    so freed blocks are kept and reused. The limit is ATA_EXT_HOST_CACHE_MB (default 1024, 0 keeps
+    nothing), read once, when the cache is first used."""
+    cached, limit = ops.host_cache_info()
+    return {"cached_bytes": cached, "limit_bytes": limit}
+
+
+def empty_host_cache():
+    """Returns the cached free blocks to the system (blocks still in use are not affected)."""
+    ops.empty_host_cache()

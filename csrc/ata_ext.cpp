@@ -3,6 +3,8 @@
 // dispatcher routes by device. Fake (meta) kernels and autograd live in ata_ext/_ops.py.
 #include <torch/library.h>
 
+#include "cpu/host_cache.h"
+
 #ifndef ATA_EXT_TORCH_VERSION
 #define ATA_EXT_TORCH_VERSION "unknown"
 #endif
@@ -25,6 +27,10 @@ TORCH_LIBRARY(ata_ext, m) {
   // `check` validates perm (one host sync on CUDA).
   m.def("align_gather(Tensor x, Tensor perm, bool nt=False, bool check=True) -> Tensor");
   m.def("align_scatter(Tensor y, Tensor perm, bool nt=False, bool check=True) -> Tensor");
+  // The host block cache that CPU gather outputs come from (csrc/cpu/host_cache_cpu.cpp):
+  // {cached free bytes, limit in bytes}, and a call that frees the cached blocks.
+  m.def("host_cache_info() -> int[]", &ata_ext::host_cache_info);
+  m.def("empty_host_cache() -> ()", &ata_ext::empty_host_cache);
   // Reports what the binary was built against, so Python can refuse a stale build clearly.
   m.def("build_info() -> str[]", [] {
     return std::vector<std::string>{ATA_EXT_TORCH_VERSION, ATA_EXT_CUDA_VERSION};

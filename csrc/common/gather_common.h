@@ -1,5 +1,5 @@
-// Host-side argument checks and output allocation for align_gather / align_scatter, shared by
-// the CPU and CUDA backends so their errors match.
+// Host-side argument checks and output shape for align_gather / align_scatter, shared by the CPU
+// and CUDA backends so their errors match.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -7,8 +7,8 @@
 namespace ata_ext {
 
 // src is x (..., T, N, C) for a gather, y for a scatter ((..., N, T, C) when nt). Returns the
-// output tensor (uninitialised) and fills T, N, and the flattened batch B.
-inline at::Tensor gather_prepare(const at::Tensor& src, const at::Tensor& perm, bool nt, bool scatter,
+// output's sizes and fills T, N, and the flattened batch B.
+inline std::vector<int64_t> gather_prepare(const at::Tensor& src, const at::Tensor& perm, bool nt, bool scatter,
                                  const char* op, int64_t& B, int64_t& T, int64_t& N) {
   TORCH_CHECK_VALUE(src.dim() >= 3, op, ": expected features of shape (..., T, N, C), got ", src.sizes());
   TORCH_CHECK_TYPE(perm.scalar_type() == at::kLong, op, ": perm must be int64, got ", perm.scalar_type());
@@ -27,7 +27,7 @@ inline at::Tensor gather_prepare(const at::Tensor& src, const at::Tensor& perm, 
   B = T * N == 0 ? 0 : perm.numel() / (T * N);
   auto out_sizes = sizes;
   if (nt) std::swap(out_sizes[d - 3], out_sizes[d - 2]);  // a gather into nt, or a scatter out of it
-  return at::empty(out_sizes, src.options().memory_format(at::MemoryFormat::Contiguous));
+  return out_sizes;
 }
 
 }  // namespace ata_ext

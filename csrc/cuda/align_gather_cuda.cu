@@ -58,7 +58,7 @@ at::Tensor copy_rows_cuda(const at::Tensor& src_in, const at::Tensor& perm_in, b
                           const char* op) {
   const c10::cuda::CUDAGuard guard(src_in.device());
   int64_t B, T, N;
-  at::Tensor out = gather_prepare(src_in, perm_in, nt, scatter, op, B, T, N);
+  at::Tensor out = at::empty(gather_prepare(src_in, perm_in, nt, scatter, op, B, T, N), src_in.options());
   if (out.numel() == 0) return out;
   const at::Tensor src = src_in.contiguous();
   const at::Tensor perm = perm_in.contiguous();
