@@ -80,8 +80,10 @@ def assert_optimal(cost, cols, maximize=False, algorithm="jv"):
     """Asserts that cols (..., N) solves every problem of cost (..., N, M) as well as scipy, within
     the documented tolerance of `algorithm` ("jv", or "auction" for the CUDA solver and its twin)."""
     n, m = cost.shape[-2:]
-    flat_c = cost.reshape(-1, n, m)
-    flat_s = cols.reshape(-1, n)
+    assert cols.shape == cost.shape[:-1], f"cols has shape {tuple(cols.shape)}, expected {tuple(cost.shape[:-1])}"
+    batch = cost.shape[:-2].numel()  # not reshape(-1, ...): ambiguous when N or M is 0
+    flat_c = cost.reshape(batch, n, m)
+    flat_s = cols.reshape(batch, n)
     for b in range(flat_c.shape[0]):
         got = objective(flat_c[b], flat_s[b])
         ref = scipy_objective(flat_c[b], maximize)
