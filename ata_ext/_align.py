@@ -134,7 +134,8 @@ def host_cache_info():
     Large fresh CPU tensors cost a page fault per 4 KiB page on their first write, several times
     the copy itself; a training loop frees and re-allocates the same aligned shapes every step,
     so freed blocks are kept and reused. The limit is ATA_EXT_HOST_CACHE_MB (default 1024, 0 keeps
-    nothing), read once, when the cache is first used."""
+    nothing), read once, when the cache is first used; past it the least recently freed blocks
+    are released."""
     cached, limit = ops.host_cache_info()
     return {"cached_bytes": cached, "limit_bytes": limit}
 

@@ -139,3 +139,19 @@ def test_memory_profiler_sees_the_blocks():
         y, _ = ata_ext.align(x)
     usage = {e.key: e.self_cpu_memory_usage for e in prof.key_averages()}
     assert usage["ata_ext::align_gather"] >= y.nbytes
+
+
+EVICT_CODE = """
+import torch, ata_ext
+big, small = torch.randn(2, 4, 49, 2048), torch.randn(2, 4, 49, 1024)  # 4 MiB and 2 MiB blocks
+y, _ = ata_ext.align(big); del y
+a = ata_ext.host_cache_info()["cached_bytes"]
+y, _ = ata_ext.align(small); ptr = y.data_ptr(); del y  # the older 4 MiB block makes room
+b = ata_ext.host_cache_info()["cached_bytes"]
+y, _ = ata_ext.align(small)
+print(a, b, y.data_ptr() == ptr)
+"""
+
+
+def test_least_recently_freed_blocks_make_room():
+    assert _run(5, EVICT_CODE) == [str(4 * MiB), str(2 * MiB), "True"]

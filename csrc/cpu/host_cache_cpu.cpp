@@ -8,8 +8,9 @@
 // again, as PyTorch's CUDA and pinned-memory allocators do. Fresh blocks are mapped in one
 // MADV_POPULATE_WRITE call per thread, cheaper than faulting page by page.
 //
-// The limit is ATA_EXT_HOST_CACHE_MB (default 1024; 0 keeps nothing), read once. Tensors made
-// here are ordinary resizable CPU tensors; their storage just returns its block to the cache.
+// The limit is ATA_EXT_HOST_CACHE_MB (default 1024; 0 keeps nothing), read once; past it the
+// least recently freed blocks are released. Tensors made here are ordinary resizable CPU tensors;
+// their storage just returns its block to the cache.
 #include "cpu/host_cache.h"
 
 #include <ATen/EmptyTensor.h>
@@ -17,10 +18,10 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/core/impl/alloc_cpu.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -79,11 +80,15 @@ class HostCache final : public c10::Allocator {
     size_t in_use = 0, cached = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = free_.find(size);
-      if (it != free_.end()) {
-        ptr = it->second;
-        free_.erase(it);
+      // The most recently freed block of this size (a few hundred blocks at most: a scan is fine).
+      auto hit = free_.end();
+      for (auto it = free_.begin(); it != free_.end(); ++it) {
+        if (it->size == size && (hit == free_.end() || it->seq > hit->seq)) hit = it;
+      }
+      if (hit != free_.end()) {
+        ptr = hit->ptr;
         cached_ -= size;
+        free_.erase(hit);
       }
       in_use = in_use_ += size;
       cached = cached_;
@@ -106,13 +111,13 @@ class HostCache final : public c10::Allocator {
   }
 
   void clear() {
-    std::multimap<size_t, void*> drop;
+    std::vector<Cached> drop;
     {
       std::lock_guard<std::mutex> lock(mu_);
       drop.swap(free_);
       cached_ = 0;
     }
-    for (auto& kv : drop) c10::free_cpu(kv.second);
+    for (const Cached& c : drop) c10::free_cpu(c.ptr);
   }
 
   // A child of fork() may inherit mu_ locked by a thread that does not exist there.
@@ -133,25 +138,40 @@ class HostCache final : public c10::Allocator {
   static void release(void* ctx) {
     std::unique_ptr<Block> block(static_cast<Block*>(ctx));
     HostCache& cache = get();
-    bool keep = false;
+    const bool keep = block->size <= cache.limit_;
+    std::vector<void*> evicted;
     size_t in_use = 0, cached = 0;
     {
       std::lock_guard<std::mutex> lock(cache.mu_);
       in_use = cache.in_use_ -= block->size;
-      keep = cache.cached_ + block->size <= cache.limit_;
+      // Least recently freed blocks make room: sizes a program stopped using do not pin the cache.
+      while (keep && cache.cached_ + block->size > cache.limit_) {
+        auto oldest = std::min_element(cache.free_.begin(), cache.free_.end(),
+                                       [](const Cached& a, const Cached& b) { return a.seq < b.seq; });
+        evicted.push_back(oldest->ptr);
+        cache.cached_ -= oldest->size;
+        cache.free_.erase(oldest);
+      }
       if (keep) {
-        cache.free_.emplace(block->size, block->ptr);
+        cache.free_.push_back({block->size, block->ptr, ++cache.seq_});
         cache.cached_ += block->size;
       }
       cached = cache.cached_;
     }
     c10::reportMemoryUsageToProfiler(block->ptr, -static_cast<int64_t>(block->size), in_use, in_use + cached,
                                      c10::Device(c10::DeviceType::CPU));
-    if (!keep) c10::free_cpu(block->ptr);
+    if (!keep) evicted.push_back(block->ptr);
+    for (void* p : evicted) c10::free_cpu(p);
   }
 
   std::mutex mu_;
-  std::multimap<size_t, void*> free_;  // size -> block
+  struct Cached {
+    size_t size;
+    void* ptr;
+    uint64_t seq;  // when it was freed: reuse the newest, evict the oldest
+  };
+  std::vector<Cached> free_;
+  uint64_t seq_ = 0;
   size_t cached_ = 0;  // bytes in free_
   size_t in_use_ = 0;  // bytes handed out and not yet released
   size_t limit_ = 0;
