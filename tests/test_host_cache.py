@@ -61,6 +61,9 @@ def test_cached_tensors_are_ordinary_tensors():
     y.add_(1)
     z = y[:2].clone()
     assert torch.equal(z, ref + 1)
+    # Moving to shared memory (as multiprocessing queues do) swaps the block out of the storage.
+    y.share_memory_()
+    assert y.is_shared() and torch.equal(y[:2], ref + 1)
     # Gradients (align_scatter outputs) come from the cache as well.
     x.requires_grad_(True)
     aligned, perm = ata_ext.align(x)
