@@ -36,10 +36,10 @@ def machine():
     return info
 
 
-def make(kind, batch, n, seed=0):
+def make(kind, batch, n, m, seed=0):
     g = torch.Generator().manual_seed(seed)
     if kind == "uniform":
-        return torch.rand(batch, n, n, generator=g), False
+        return torch.rand(batch, n, m, generator=g), False
     if kind == "video":
         return video_similarity(batch, n, generator=g), True
     raise ValueError(kind)
@@ -57,21 +57,23 @@ def timeit(fn, budget=1.0, min_reps=3, max_reps=50):
 
 
 def solvers(threads):
-    """name -> (prepare(cost, maximize) -> input, solve(input, maximize) -> (B, N) columns).
-    Preparation (layout, negation, device copy) is not timed, so each solver is timed on the
-    input it likes best."""
+    """name -> (prepare(cost, maximize) -> input, solve(input, maximize) -> answer, columns(answer)
+    -> (B, N) columns, -1 for rows left unassigned). Only solve is timed: each solver runs on the
+    input it likes best and answers in its own format (scipy and lapx give (rows, cols) pairs)."""
     from scipy.optimize import linear_sum_assignment as scipy_lsa
 
     out = {
-        "scipy loop": (lambda c, mx: c.numpy(), lambda a, mx: np.stack([scipy_lsa(x, maximize=mx)[1] for x in a])),
-        "ata_ext cpu": (lambda c, mx: c, lambda c, mx: ata_ext.linear_sum_assignment(c, maximize=mx)),
+        "scipy loop": (lambda c, mx: c.numpy(), lambda a, mx: [scipy_lsa(x, maximize=mx) for x in a], pairs_to_rows),
+        "ata_ext cpu": (lambda c, mx: c, lambda c, mx: ata_ext.linear_sum_assignment(c, maximize=mx), lambda r, n: r),
     }
     try:
         import lap
 
         out[f"lapx batch ({threads} thr)"] = (
             lambda c, mx: np.ascontiguousarray(-c.numpy() if mx else c.numpy()),
-            lambda a, mx: np.stack(lap.lapjvx_batch(a, return_cost=False, n_threads=threads)[1]),
+            # extend_cost pads rectangular problems (square ones are left as they are).
+            lambda a, mx: lap.lapjvx_batch(a, extend_cost=True, return_cost=False, n_threads=threads),
+            lambda r, n: pairs_to_rows(zip(*r), n),  # (all rows, all cols) -> per-problem pairs
         )
     except ImportError:
         print("lapx is not installed: skipping it", file=sys.stderr)
@@ -82,30 +84,45 @@ def solvers(threads):
             torch.cuda.synchronize()
             return r
 
-        out["ata_ext cuda"] = (lambda c, mx: c.cuda(), cuda_solve)
+        out["ata_ext cuda"] = (lambda c, mx: c.cuda(), cuda_solve, lambda r, n: r)
     return out
+
+
+def pairs_to_rows(pairs, n):
+    """Per-problem (row indices, column indices) -> (B, N) columns, -1 where unassigned."""
+    out = []
+    for rows, cols in pairs:
+        full = np.full(n, -1, dtype=np.int64)
+        full[rows] = cols
+        out.append(full)
+    return np.stack(out)
 
 
 def objectives(cost, cols):
     c = cost.double().numpy()
     cols = np.asarray(cols.cpu() if isinstance(cols, torch.Tensor) else cols)
-    rows = np.arange(c.shape[1])
-    return np.array([c[b][rows, cols[b]].sum() for b in range(c.shape[0])])
+    totals = []
+    for b in range(c.shape[0]):
+        rows = np.flatnonzero(cols[b] >= 0)
+        if len(rows) != min(c.shape[1:]):
+            raise AssertionError(f"problem {b}: {len(rows)} rows assigned, expected {min(c.shape[1:])}")
+        totals.append(c[b][rows, cols[b][rows]].sum())
+    return np.array(totals)
 
 
 def run(cases, threads, budget):
     rows = []
     fns = solvers(threads)
-    for kind, batch, n in cases:
-        cost, mx = make(kind, batch, n)
+    for kind, batch, n, m in cases:
+        cost, mx = make(kind, batch, n, m)
         ref = None
-        row = {"case": kind, "batch": batch, "n": n, "maximize": mx, "seconds": {}}
-        for name, (prepare, solve) in fns.items():
+        row = {"case": kind, "batch": batch, "n": n, "m": m, "maximize": mx, "seconds": {}}
+        for name, (prepare, solve, columns) in fns.items():
             inp = prepare(cost, mx)
-            got = objectives(cost, solve(inp, mx))
+            got = objectives(cost, columns(solve(inp, mx), n))
             if ref is None:  # scipy comes first: the oracle
                 ref = got
-            tol = 1e-9 * n * float(cost.abs().max())
+            tol = 1e-9 * max(n, m) * float(cost.abs().max())
             if np.any(np.abs(got - ref) > tol):
                 raise AssertionError(f"{name}: objective differs from scipy's on {kind} batch={batch} N={n}")
             reps = (1, budget / 2) if name == "scipy loop" else (3, budget)
@@ -118,14 +135,14 @@ def run(cases, threads, budget):
 def print_row(row, header):
     names = list(row["seconds"])
     if header:
-        print(f"{'case':<8} {'batch':>5} {'N':>4}  " + "  ".join(f"{n:>20}" for n in names) + "  speedup vs scipy / lapx")
+        print(f"{'case':<8} {'batch':>5} {'N x M':>9}  " + "  ".join(f"{n:>20}" for n in names) + "  speedup vs scipy / lapx")
     t = row["seconds"]
     ours = t["ata_ext cpu"]
     lapx = next((v for k, v in t.items() if k.startswith("lapx")), None)
     sp = f"{t['scipy loop'] / ours:6.1f}x" + (f" / {lapx / ours:4.2f}x" if lapx else "")
     if "ata_ext cuda" in t:
         sp += f"   cuda: {t['scipy loop'] / t['ata_ext cuda']:6.1f}x"
-    print(f"{row['case']:<8} {row['batch']:>5} {row['n']:>4}  " + "  ".join(f"{v * 1e3:17.2f} ms" for v in t.values()) + f"  {sp}", flush=True)
+    print(f"{row['case']:<8} {row['batch']:>5} {row['n']:>4}x{row['m']:<4}  " + "  ".join(f"{v * 1e3:17.2f} ms" for v in t.values()) + f"  {sp}", flush=True)
 
 
 def plot(rows, path):
@@ -139,7 +156,7 @@ def plot(rows, path):
         return
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, kind in zip(axes, ("uniform", "video")):
-        sel = [r for r in rows if r["case"] == kind and r["n"] == 196]
+        sel = [r for r in rows if r["case"] == kind and r["n"] == r["m"] == 196]
         if len({r["batch"] for r in sel}) < 2:
             ax.set_visible(False)
             continue
@@ -154,6 +171,10 @@ def plot(rows, path):
     fig.savefig(path, dpi=110)
 
 
+# 64 rectangular problems each: DETR-like (queries x targets), nearly square both ways, wide.
+RECTANGULAR = [("uniform", 64, 100, 10), ("uniform", 64, 180, 196), ("uniform", 64, 196, 150), ("uniform", 64, 90, 196)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = p.add_mutually_exclusive_group()
@@ -165,14 +186,16 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.tiny:
-        cases = [("uniform", 4, 49), ("video", 8, 49), ("uniform", 2, 30)]
+        cases = [("uniform", 4, 49, 49), ("video", 8, 49, 49), ("uniform", 2, 30, 30), ("uniform", 3, 12, 5)]
         a.budget = min(a.budget, 0.05)
     elif a.full:
-        cases = [(k, b, n) for k in ("uniform", "video") for n in (49, 196, 784)
+        cases = [(k, b, n, n) for k in ("uniform", "video") for n in (49, 196, 784)
                  for b in (1, 8, 64, 224, 1024) if b * n * n <= 64 * 784 * 784]
-    else:  # the issue's three headline cases, plus a batch sweep at N=196 for the plot
-        cases = [("uniform", 224, 196), ("uniform", 16, 784), ("video", 224, 196)]
-        cases += [(k, b, 196) for k in ("uniform", "video") for b in (1, 8, 64)]
+        cases += RECTANGULAR
+    else:  # the issue's three headline cases, a batch sweep at N=196 for the plot, rectangles
+        cases = [("uniform", 224, 196, 196), ("uniform", 16, 784, 784), ("video", 224, 196, 196)]
+        cases += [(k, b, 196, 196) for k in ("uniform", "video") for b in (1, 8, 64)]
+        cases += RECTANGULAR
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {a.threads} threads"
           + (f", GPU {info['gpu']}" if "gpu" in info else ""))
