@@ -202,6 +202,31 @@ def test_large_and_tie_heavy_terminate(device, algorithm):
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("kind", ["flat_sample_rows", "half_constant_rows", "random_cosine"])
+def test_row_reduction_candidate_lists(device, algorithm, kind):
+    """From n = 64 the JV row reduction scans short per-row candidate lists whose margin comes from
+    five evenly spaced sample rows (README, "The CPU solver"). Inputs that break that estimate
+    must still be solved exactly: sample rows almost constant (a margin of ~1e-10, so lists hold
+    one or two columns and rows fall back to the augmentation), constant rows (lists too long:
+    whole-row scans), and the random cosine similarities align solves on random features."""
+    g = torch.Generator().manual_seed(["flat_sample_rows", "half_constant_rows", "random_cosine"].index(kind))
+    for n, m in [(196, 196), (150, 196), (196, 150), (64, 64)]:
+        k = max(n, m)
+        cost = torch.rand(k, k, generator=g, dtype=torch.float64)
+        if kind == "flat_sample_rows":
+            rows = torch.tensor([q * k // 5 for q in range(5)])
+            cost[rows] = 1.0 + 1e-9 * torch.rand(5, k, generator=g, dtype=torch.float64)
+        elif kind == "half_constant_rows":
+            cost[1::2] = 0.5
+        else:
+            f = torch.nn.functional.normalize(torch.randn(2, k, 768, generator=g), dim=-1)
+            cost = (f[0] @ f[1].T).double()
+        cost = cost[:n, :m].contiguous()
+        for maximize in (False, True):
+            check_optimal(device, algorithm, cost, solve(cost, maximize, device, algorithm), maximize)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_batch_of_video_problems(device, algorithm):
     cost = video_similarity(16, 49, generator=torch.Generator().manual_seed(5))
     out = solve(cost, True, device, algorithm)

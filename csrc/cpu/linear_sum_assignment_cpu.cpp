@@ -22,12 +22,128 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Per-thread scratch, reused across the problems one thread solves.
 struct JvState {
-  std::vector<double> v, d;             // column duals, shortest-path lengths
-  std::vector<int64_t> y, pred, todo;   // row of column (-1 free), path predecessor, unscanned columns
+  std::vector<double> v;                // column duals
+  std::vector<double> w, d;             // augment: tentative distances (-inf once scanned), final ones
+  std::vector<int64_t> y, pred, scanned;  // row of column (-1 free), path predecessor, scan order
   std::vector<int64_t> free_rows;
   std::vector<double> padded;           // nearly square problems, padded to square
   std::vector<int64_t> x;               // row -> column for the padded problem
+  // Augmenting row reduction's per-row candidate lists (see arr_best_two): row i's columns are
+  // cand_col[cand_begin[i], cand_begin[i + 1]) with their costs in cand_cost; every column left
+  // out costs more than cand_bound[i]. cand_begin[i] = kUnbuilt until the row is first visited,
+  // kWholeRow for a row that scans all columns.
+  std::vector<int64_t> cand_begin, cand_end;
+  std::vector<double> cand_bound, cand_cost;
+  std::vector<int32_t> cand_col;
+  double cand_theta = -1;               // the margin above a row's minimum that is kept (< 0: unset)
 };
+
+// Augmenting row reduction (below) asks for the two cheapest columns of a row, by reduced cost
+// c[i][j] - v[j], some 3.5n times per problem; scanning whole rows made it half of all the work
+// on random data. So on its first visit a row keeps a short list: its columns within theta of
+// its minimum, theta chosen so that a typical row keeps kCandidates. The phase only ever lowers
+// prices v, which makes every column dearer, so a column left out stays above the row's bound
+// (minimum + theta at build time) for the rest of the phase. Rows whose list would be long (ties)
+// and small problems scan the whole row.
+constexpr int64_t kCandidates = 16;
+constexpr int64_t kMaxCandidates = 64;
+constexpr int64_t kMinListN = 64;
+constexpr int64_t kUnbuilt = -1, kWholeRow = -2;
+
+// theta: the median, over a few evenly spaced rows, of the gap between a row's minimum and its
+// kCandidates-th smallest reduced cost. Anything but a non-negative number (overflowing ranges)
+// turns the lists off.
+double arr_theta(const double* c, int64_t n, const double* v, JvState& s) {
+  constexpr int kSamples = 5;
+  double gap[kSamples];
+  std::vector<double>& tmp = s.w;  // augment's scratch, free during the initialisation
+  for (int q = 0; q < kSamples; ++q) {
+    const double* ci = c + (q * n / kSamples) * n;
+    for (int64_t j = 0; j < n; ++j) tmp[j] = ci[j] - v[j];
+    std::nth_element(tmp.begin(), tmp.begin() + kCandidates, tmp.begin() + n);
+    gap[q] = tmp[kCandidates] - *std::min_element(tmp.begin(), tmp.begin() + kCandidates);
+  }
+  std::nth_element(gap, gap + kSamples / 2, gap + kSamples);
+  const double theta = gap[kSamples / 2];
+  return theta >= 0 ? theta : kInf;
+}
+
+ATA_EXT_AVX2_CLONES void arr_build_row(const double* c, int64_t n, int64_t i, const double* v, JvState& s,
+                                       int64_t& top) {
+  const double* __restrict ci = c + i * n;
+  double mn = kInf;
+#pragma omp simd reduction(min : mn)
+  for (int64_t j = 0; j < n; ++j) {
+    const double h = ci[j] - v[j];
+    mn = h < mn ? h : mn;
+  }
+  const double bound = mn + s.cand_theta;
+  // Branch-free compaction: every column is written, only kept ones advance the end. The pool
+  // has room for n entries past any row's start.
+  int32_t* col = s.cand_col.data();
+  double* cost = s.cand_cost.data();
+  int64_t end = top;
+  for (int64_t j = 0; j < n; ++j) {
+    col[end] = static_cast<int32_t>(j);
+    cost[end] = ci[j];
+    end += ci[j] - v[j] <= bound;
+  }
+  if (end - top > kMaxCandidates || !(bound < kInf)) {
+    s.cand_begin[i] = kWholeRow;
+    return;
+  }
+  s.cand_begin[i] = top;
+  s.cand_end[i] = end;
+  s.cand_bound[i] = bound;
+  top = end;
+}
+
+struct BestTwo {
+  double u1, u2;   // the smallest and second smallest reduced cost of the row
+  int64_t j1, j2;  // their columns; j2 = -1 when u2 is only the bound on the columns left out
+};
+
+// The two smallest of cost[t] - v[col(t)], t < len. Branchy on purpose: for random rows the
+// branches are predictable, and it measured faster than a vectorised top-2.
+template <typename Col>
+inline BestTwo best_two(const double* cost, const double* v, int64_t len, Col col) {
+  double u1 = kInf, u2 = kInf;
+  int64_t j1 = -1, j2 = -1;
+  for (int64_t t = 0; t < len; ++t) {
+    const double h = cost[t] - v[col(t)];
+    if (h < u2) {
+      if (h >= u1) { u2 = h; j2 = col(t); }
+      else { u2 = u1; j2 = j1; u1 = h; j1 = col(t); }
+    }
+  }
+  return {u1, u2, j1, j2};
+}
+
+// Returns false when row i's list cannot tell its cheapest column: the row is then left for the
+// augmentation, which is exact.
+inline bool arr_best_two(const double* c, int64_t n, int64_t i, const double* v, JvState& s, int64_t& top,
+                  BestTwo& r) {
+  if (s.cand_begin[i] == kUnbuilt) {
+    if (s.cand_theta < 0) s.cand_theta = arr_theta(c, n, v, s);
+    arr_build_row(c, n, i, v, s, top);
+  }
+  const int64_t b = s.cand_begin[i];
+  if (b == kWholeRow) {
+    r = best_two(c + i * n, v, n, [](int64_t t) { return t; });
+    return true;
+  }
+  const int32_t* col = s.cand_col.data() + b;
+  r = best_two(s.cand_cost.data() + b, v, s.cand_end[i] - b, [col](int64_t t) { return int64_t{col[t]}; });
+  // Columns left out cost more than bound. So if u2 <= bound both are exact; otherwise the
+  // cheapest is exact only if u1 < bound, and the second is somewhere above bound.
+  const double bound = s.cand_bound[i];
+  if (bound < r.u2) {
+    if (!(r.u1 < bound)) return false;
+    r.u2 = bound;
+    r.j2 = -1;
+  }
+  return true;
+}
 
 // Jonker-Volgenant initialisation for square, all-finite problems: column reduction, reduction
 // transfer and two passes of augmenting row reduction. It typically assigns most rows in O(n^2),
@@ -42,9 +158,9 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   for (int64_t i = 1; i < n; ++i) {
     const double* __restrict ci = c + i * n;
     for (int64_t j = 0; j < n; ++j) {
-      const bool lower = ci[j] < v[j];
-      v[j] = lower ? ci[j] : v[j];
-      im[j] = lower ? i : im[j];
+      const double cij = ci[j], vj = v[j];
+      im[j] = cij < vj ? i : im[j];
+      v[j] = vj <= cij ? vj : cij;  // a min, so GCC stores every element (see jv_augment)
     }
   }
   // A row that is the minimum of several columns keeps only the last (highest) one.
@@ -66,10 +182,17 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
     }
     v[j1] -= mn - (ci[j1] - v[j1]);
   }
-  if (n < 2) return;
+  if (n < 2 || s.free_rows.empty()) return;
   // Augmenting row reduction. A step that lowers a price re-queues the displaced row at once; on
   // float data such steps can shrink geometrically, so the total is capped: rows still free at
   // the cap simply go to the augmentation phase, which is exact.
+  s.cand_begin.assign(n, n < kMinListN ? kWholeRow : kUnbuilt);
+  s.cand_end.resize(n);
+  s.cand_bound.resize(n);
+  s.cand_col.resize(n * (kMaxCandidates + 1));
+  s.cand_cost.resize(n * (kMaxCandidates + 1));
+  s.cand_theta = -1;
+  int64_t top = 0;
   for (int pass = 0; pass < 2 && !s.free_rows.empty(); ++pass) {
     std::vector<int64_t>& fr = s.free_rows;
     const int64_t nfree = static_cast<int64_t>(fr.size());
@@ -77,26 +200,21 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
     const int64_t max_steps = 2 * n;
     while (k < nfree && steps++ < max_steps) {
       const int64_t i = fr[k++];
-      const double* ci = c + i * n;
-      double u1 = ci[0] - v[0], u2 = kInf;
-      int64_t j1 = 0, j2 = -1;
-      for (int64_t j = 1; j < n; ++j) {
-        const double h = ci[j] - v[j];
-        if (h < u2) {
-          if (h >= u1) { u2 = h; j2 = j; }
-          else { u2 = u1; j2 = j1; u1 = h; j1 = j; }
-        }
+      BestTwo b;
+      if (!arr_best_two(c, n, i, v, s, top, b)) {
+        fr[nnew++] = i;
+        continue;
       }
-      int64_t i0 = s.y[j1];
-      if (u1 < u2) {
-        v[j1] -= u2 - u1;
-      } else if (i0 >= 0) {  // tie: take the second-best column instead of displacing i0
-        j1 = j2;
+      int64_t j1 = b.j1, i0 = s.y[j1];
+      if (b.u1 < b.u2) {
+        v[j1] -= b.u2 - b.u1;
+      } else if (i0 >= 0) {  // tie (so j2 is a real column): take it instead of displacing i0
+        j1 = b.j2;
         i0 = s.y[j1];
       }
       if (i0 >= 0) {
         x[i0] = -1;
-        if (u1 < u2) fr[--k] = i0;  // its best column just got dearer: retry it immediately
+        if (b.u1 < b.u2) fr[--k] = i0;  // its best column just got dearer: retry it immediately
         else fr[nnew++] = i0;
       }
       x[i] = j1;
@@ -110,54 +228,66 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
 
 // Dijkstra from free row f over reduced costs; augments along the shortest path to a free column
 // and updates the duals so the invariant above keeps holding. Infeasible iff no finite path.
-bool jv_augment(const double* c, int64_t cols, int64_t f, int64_t* x, JvState& s) {
-  double* d = s.d.data();
-  double* v = s.v.data();
-  int64_t* todo = s.todo.data();
-  int64_t* pred = s.pred.data();
-  const double* cf = c + f * cols;
-  double best = kInf;
-  int64_t best_t = -1;
+// Each scanned row relaxes every column in one vectorised pass (scanned columns hold -inf, so
+// they never relax and drop out of the minimum): cheaper than walking a list of unscanned
+// columns, whose gathers do not vectorise.
+ATA_EXT_AVX2_CLONES bool jv_augment(const double* c, int64_t cols, int64_t f, int64_t* x, JvState& s) {
+  double* __restrict w = s.w.data();
+  double* __restrict d = s.d.data();
+  const double* __restrict v = s.v.data();
+  const int64_t* __restrict y = s.y.data();
+  int64_t* __restrict pred = s.pred.data();
+  const double* __restrict cf = c + f * cols;
+  // best: the smallest tentative distance; best_free: the smallest over free columns. Among equal
+  // distances a free column is taken, which ends the path at once (tie-heavy inputs need this).
+  double best = kInf, best_free = kInf;
+#pragma omp simd reduction(min : best, best_free)
   for (int64_t j = 0; j < cols; ++j) {
-    todo[j] = j;
+    w[j] = cf[j] - v[j];
     pred[j] = f;
-    d[j] = cf[j] - v[j];
-    // Among equal distances prefer a free column: the path ends sooner.
-    if (d[j] < best || (d[j] == best && best_t >= 0 && s.y[j] < 0 && s.y[todo[best_t]] >= 0)) {
-      best = d[j];
-      best_t = j;
-    }
+    best = w[j] < best ? w[j] : best;
+    const double wf = y[j] < 0 ? w[j] : kInf;
+    best_free = wf < best_free ? wf : best_free;
   }
-  int64_t ntodo = cols;  // todo[0, ntodo) unscanned; todo[ntodo, cols) scanned, in scan order
-  int64_t sink = -1;
+  int64_t nscanned = 0, sink = -1;
   while (true) {
-    if (best_t < 0 || best == kInf) return false;
-    const int64_t j = todo[best_t];
-    todo[best_t] = todo[--ntodo];
-    todo[ntodo] = j;
-    if (s.y[j] < 0) { sink = j; break; }
-    const int64_t i = s.y[j];
-    const double* ci = c + i * cols;
+    if (best == kInf) return false;
+    int64_t j = 0;
+    if (best_free == best) {
+      while (!(w[j] == best && y[j] < 0)) ++j;
+      d[j] = best;
+      sink = j;
+      break;
+    }
+    while (w[j] != best) ++j;
+    d[j] = best;
+    w[j] = -kInf;
+    s.scanned[nscanned++] = j;
+    const int64_t i = y[j];
+    const double* __restrict ci = c + i * cols;
     const double h = ci[j] - v[j] - best;  // row i's dual relative to the path length so far
-    double nbest = kInf;
-    int64_t nbest_t = -1;
-    for (int64_t t = 0; t < ntodo; ++t) {
-      const int64_t k = todo[t];
-      const double nd = ci[k] - v[k] - h;
-      if (nd < d[k]) { d[k] = nd; pred[k] = i; }
-      if (d[k] < nbest || (d[k] == nbest && nbest_t >= 0 && s.y[k] < 0 && s.y[todo[nbest_t]] >= 0)) {
-        nbest = d[k];
-        nbest_t = t;
-      }
+    double nbest = kInf, nbest_free = kInf;
+#pragma omp simd reduction(min : nbest, nbest_free)
+    for (int64_t k = 0; k < cols; ++k) {
+      const double nd = ci[k] - v[k] - h, old = w[k];
+      // Written as a min, not as "shorter ? nd : old": GCC turns the latter into a masked store,
+      // which measured slower than storing every element.
+      const double wk = old < nd ? old : nd;
+      w[k] = wk;
+      pred[k] = nd < old ? i : pred[k];
+      const double m = wk == -kInf ? kInf : wk;
+      nbest = m < nbest ? m : nbest;
+      const double mf = y[k] < 0 ? m : kInf;
+      nbest_free = mf < nbest_free ? mf : nbest_free;
     }
     best = nbest;
-    best_t = nbest_t;
+    best_free = nbest_free;
   }
-  // Scanned columns other than the sink move their duals by how much shorter their path was.
+  // Scanned columns move their duals by how much shorter their path was than the sink's.
   const double dsink = d[sink];
-  for (int64_t t = ntodo + 1; t < cols; ++t) {
-    const int64_t j = todo[t];
-    v[j] += d[j] - dsink;
+  for (int64_t t = 0; t < nscanned; ++t) {
+    const int64_t j = s.scanned[t];
+    s.v[j] += d[j] - dsink;
   }
   for (int64_t j = sink;;) {  // flip the path
     const int64_t i = pred[j];
@@ -188,10 +318,11 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
     n = m;
   }
   s.v.assign(m, 0.0);
+  s.w.resize(m);
   s.d.resize(m);
   s.y.assign(m, -1);
   s.pred.resize(m);
-  s.todo.resize(m);
+  s.scanned.resize(m);
   std::fill(x, x + n, -1);
   if (n == m && p.all_finite) {
     jv_init(c, n, x, s);
