@@ -45,7 +45,7 @@ struct JvState {
 // prices v, which makes every column dearer, so a column left out stays above the row's bound
 // (minimum + theta at build time) for the rest of the phase. Rows whose list would be long (ties)
 // and small problems scan the whole row.
-constexpr int64_t kCandidates = 16;
+constexpr int64_t kCandidates = 12;
 constexpr int64_t kMaxCandidates = 64;
 constexpr int64_t kMinListN = 64;
 constexpr int64_t kUnbuilt = -1, kWholeRow = -2;
@@ -91,6 +91,15 @@ ATA_EXT_AVX2_CLONES void arr_build_row(const double* c, int64_t n, int64_t i, co
   if (end - top > kMaxCandidates || !(bound < kInf)) {
     s.cand_begin[i] = kWholeRow;
     return;
+  }
+  // The two cheapest first: best_two's branches are then mostly not taken, and predictable.
+  for (int64_t front = top; front < std::min(top + 2, end); ++front) {
+    int64_t k = front;
+    for (int64_t t = front + 1; t < end; ++t) {
+      if (cost[t] - v[col[t]] < cost[k] - v[col[k]]) k = t;
+    }
+    std::swap(col[front], col[k]);
+    std::swap(cost[front], cost[k]);
   }
   s.cand_begin[i] = top;
   s.cand_end[i] = end;
