@@ -204,13 +204,13 @@ def test_large_and_tie_heavy_terminate(device, algorithm):
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 @pytest.mark.parametrize("kind", ["flat_sample_rows", "half_constant_rows", "random_cosine"])
 def test_row_reduction_candidate_lists(device, algorithm, kind):
-    """From n = 64 the JV row reduction scans short per-row candidate lists whose margin comes from
+    """From n = 32 the JV row reduction scans short per-row candidate lists whose margin comes from
     five evenly spaced sample rows (README, "The CPU solver"). Inputs that break that estimate
     must still be solved exactly: sample rows almost constant (a margin of ~1e-10, so lists hold
     one or two columns and rows fall back to the augmentation), constant rows (lists too long:
     whole-row scans), and the random cosine similarities align solves on random features."""
     g = torch.Generator().manual_seed(["flat_sample_rows", "half_constant_rows", "random_cosine"].index(kind))
-    for n, m in [(196, 196), (150, 196), (196, 150), (64, 64)]:
+    for n, m in [(196, 196), (150, 196), (196, 150), (64, 64), (32, 32)]:
         k = max(n, m)
         cost = torch.rand(k, k, generator=g, dtype=torch.float64)
         if kind == "flat_sample_rows":
@@ -224,6 +224,32 @@ def test_row_reduction_candidate_lists(device, algorithm, kind):
         cost = cost[:n, :m].contiguous()
         for maximize in (False, True):
             check_optimal(device, algorithm, cost, solve(cost, maximize, device, algorithm), maximize)
+
+
+@given(
+    st.integers(32, 90),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["uniform", "small_integers", "cosine", "hot_columns", "row_scales", "flat_sample_rows"]),
+    st.booleans(),
+)
+def test_property_jv_row_reduction_sizes(n, seed, kind, maximize):
+    """The sizes where the row reduction's candidate lists are on (n >= 32), with the same
+    structured families as above drawn at random: the objective is scipy's."""
+    g = torch.Generator().manual_seed(seed)
+    m = n + int(torch.randint(0, n // 3 + 1, (), generator=g))  # square or nearly square (padded)
+    cost = torch.rand(n, m, generator=g, dtype=torch.float64)
+    if kind == "small_integers":
+        cost = torch.randint(0, 4, (n, m), generator=g).double()
+    elif kind == "cosine":
+        f = torch.nn.functional.normalize(torch.randn(n + m, 96, generator=g, dtype=torch.float64), dim=-1)
+        cost = f[:n] @ f[n:].T
+    elif kind == "hot_columns":  # a few columns every row wants: the prices there move a lot
+        cost[:, torch.randperm(m, generator=g)[: max(1, m // 10)]] -= 5.0
+    elif kind == "row_scales":
+        cost *= torch.rand(n, 1, generator=g, dtype=torch.float64) * 1e3
+    elif kind == "flat_sample_rows":
+        cost[[q * n // 5 for q in range(5)]] = 1.0 + 1e-9 * torch.rand(5, m, generator=g, dtype=torch.float64)
+    check_optimal("cpu", "jv", cost, solve(cost, maximize, algorithm="jv"), maximize)
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)

@@ -47,7 +47,7 @@ struct JvState {
 // and small problems scan the whole row.
 constexpr int64_t kCandidates = 12;
 constexpr int64_t kMaxCandidates = 64;
-constexpr int64_t kMinListN = 64;
+constexpr int64_t kMinListN = 32;  // measured: lists win from n = 40, lose below 28
 constexpr int64_t kUnbuilt = -1, kWholeRow = -2;
 
 // theta: the median, over a few evenly spaced rows, of the gap between a row's minimum and its
