@@ -29,8 +29,8 @@ struct JvState {
   std::vector<double> padded;           // nearly square problems, padded to square
   std::vector<int64_t> x;               // row -> column for the padded problem
   // Augmenting row reduction's per-row candidate lists (see arr_best_two): row i's columns are
-  // cand_col[cand_begin[i], cand_begin[i + 1]) with their costs in cand_cost; every column left
-  // out costs more than cand_bound[i]. cand_begin[i] = kUnbuilt until the row is first visited,
+  // cand_col[cand_begin[i], cand_end[i]) with their costs in cand_cost; every column left out
+  // costs more than cand_bound[i]. cand_begin[i] = kUnbuilt until the row is first visited,
   // kWholeRow for a row that scans all columns.
   std::vector<int64_t> cand_begin, cand_end;
   std::vector<double> cand_bound, cand_cost;
@@ -50,7 +50,7 @@ constexpr int64_t kMaxCandidates = 64;
 constexpr int64_t kMinListN = 32;  // measured: lists win from n = 40, lose below 28
 constexpr int64_t kUnbuilt = -1, kWholeRow = -2;
 
-// theta: the median, over a few evenly spaced rows, of the gap between a row's minimum and its
+// theta: the median, over five evenly spaced rows, of the gap between a row's minimum and its
 // kCandidates-th smallest reduced cost. Anything but a non-negative number (overflowing ranges)
 // turns the lists off.
 double arr_theta(const double* c, int64_t n, const double* v, JvState& s) {
@@ -130,8 +130,8 @@ inline BestTwo best_two(const double* cost, const double* v, int64_t len, Col co
 
 // Returns false when row i's list cannot tell its cheapest column: the row is then left for the
 // augmentation, which is exact.
-inline bool arr_best_two(const double* c, int64_t n, int64_t i, const double* v, JvState& s, int64_t& top,
-                  BestTwo& r) {
+inline bool arr_best_two(const double* c, int64_t n, int64_t i, const double* v, JvState& s,
+                         int64_t& top, BestTwo& r) {
   if (s.cand_begin[i] == kUnbuilt) {
     if (s.cand_theta < 0) s.cand_theta = arr_theta(c, n, v, s);
     arr_build_row(c, n, i, v, s, top);
@@ -241,10 +241,11 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
 // they never relax and drop out of the minimum): cheaper than walking a list of unscanned
 // columns, whose gathers do not vectorise.
 ATA_EXT_AVX2_CLONES bool jv_augment(const double* c, int64_t cols, int64_t f, int64_t* x, JvState& s) {
+  // Every access to these arrays below goes through these pointers (as restrict requires).
   double* __restrict w = s.w.data();
   double* __restrict d = s.d.data();
-  const double* __restrict v = s.v.data();
-  const int64_t* __restrict y = s.y.data();
+  double* __restrict v = s.v.data();
+  int64_t* __restrict y = s.y.data();
   int64_t* __restrict pred = s.pred.data();
   const double* __restrict cf = c + f * cols;
   // best: the smallest tentative distance; best_free: the smallest over free columns. Among equal
@@ -296,11 +297,11 @@ ATA_EXT_AVX2_CLONES bool jv_augment(const double* c, int64_t cols, int64_t f, in
   const double dsink = d[sink];
   for (int64_t t = 0; t < nscanned; ++t) {
     const int64_t j = s.scanned[t];
-    s.v[j] += d[j] - dsink;
+    v[j] += d[j] - dsink;
   }
   for (int64_t j = sink;;) {  // flip the path
     const int64_t i = pred[j];
-    s.y[j] = i;
+    y[j] = i;
     const int64_t prev = x[i];
     x[i] = j;
     if (i == f) break;
