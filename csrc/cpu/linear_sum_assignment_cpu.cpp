@@ -50,6 +50,18 @@ constexpr int64_t kMaxCandidates = 64;
 constexpr int64_t kMinListN = 32;  // measured: lists win from n = 40, lose below 28
 constexpr int64_t kUnbuilt = -1, kWholeRow = -2;
 
+// min over j in [begin, end) of ci[j] - v[j]. An exact min in any order: the simd reduction lets
+// it vectorise without -ffast-math (inlined into the AVX2 clones below, it uses AVX2).
+inline double min_reduced(const double* __restrict ci, const double* __restrict v, int64_t begin, int64_t end) {
+  double mn = kInf;
+#pragma omp simd reduction(min : mn)
+  for (int64_t j = begin; j < end; ++j) {
+    const double h = ci[j] - v[j];
+    mn = h < mn ? h : mn;
+  }
+  return mn;
+}
+
 // theta: the median, over five evenly spaced rows, of the gap between a row's minimum and its
 // kCandidates-th smallest reduced cost. Anything but a non-negative number (overflowing ranges)
 // turns the lists off.
@@ -71,13 +83,7 @@ double arr_theta(const double* c, int64_t n, const double* v, JvState& s) {
 ATA_EXT_AVX2_CLONES void arr_build_row(const double* c, int64_t n, int64_t i, const double* v, JvState& s,
                                        int64_t& top) {
   const double* __restrict ci = c + i * n;
-  double mn = kInf;
-#pragma omp simd reduction(min : mn)
-  for (int64_t j = 0; j < n; ++j) {
-    const double h = ci[j] - v[j];
-    mn = h < mn ? h : mn;
-  }
-  const double bound = mn + s.cand_theta;
+  const double bound = min_reduced(ci, v, 0, n) + s.cand_theta;
   // Branch-free compaction: every column is written, only kept ones advance the end. The pool
   // has room for n entries past any row's start.
   int32_t* col = s.cand_col.data();
@@ -181,14 +187,9 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
     if (matches[i] == 0) { s.free_rows.push_back(i); continue; }
     if (matches[i] != 1 || n < 2) continue;
     const int64_t j1 = x[i];
-    double mn = kInf;
     const double* ci = c + i * n;
-    // An exact min in any order: the simd reduction lets it vectorise without -ffast-math.
-#pragma omp simd reduction(min : mn)
-    for (int64_t j = 0; j < n; ++j) {
-      const double h = j == j1 ? kInf : ci[j] - v[j];
-      mn = h < mn ? h : mn;
-    }
+    // Two ranges around j1: a select on j == j1 inside one loop kept GCC from vectorising it.
+    const double mn = std::min(min_reduced(ci, v, 0, j1), min_reduced(ci, v, j1 + 1, n));
     v[j1] -= mn - (ci[j1] - v[j1]);
   }
   if (n < 2 || s.free_rows.empty()) return;
