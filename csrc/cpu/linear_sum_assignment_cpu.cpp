@@ -1,5 +1,6 @@
 // CPU implementation of ata_ext::linear_sum_assignment: a Jonker-Volgenant shortest augmenting
-// path solver in float64, parallel over the batch (the batch driver is lsa_batch_cpu.h).
+// path solver in float64, parallel over the batch (the batch driver is lsa_batch_cpu.h). The
+// README's "The CPU solver" describes its phases and what makes them fast.
 #include <torch/library.h>
 
 #include <algorithm>
@@ -11,9 +12,9 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// The O(n^2) passes of the initialisation are plain compare-and-select loops that vectorise well
-// with AVX2 but not with the x86-64 baseline; GCC builds both and picks one when the library
-// loads, so the binary still runs on any x86-64.
+// The full-row passes (column reduction, row minima, the Dijkstra relaxation) are plain
+// compare-and-select loops that vectorise well with AVX2 but not with the x86-64 baseline; GCC
+// builds both and picks one when the library loads, so the binary still runs on any x86-64.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define ATA_EXT_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
 #else
