@@ -106,6 +106,26 @@ def test_batch_dims_and_strides(device, algorithm):
     check_optimal(device, algorithm, cost[1, 2], solve(cost[1, 2], device=device, algorithm=algorithm))
 
 
+@pytest.mark.parametrize("algorithm", ["jv", "auction"])
+def test_cpu_answers_independent_of_threads(algorithm):
+    """Threads claim problems dynamically and reuse their scratch from problem to problem: the
+    answers (ties included) must not depend on the thread count or on which problems a thread
+    solved before."""
+    g = torch.Generator().manual_seed(9)
+    cost = torch.cat([torch.randint(0, 3, (8, 64, 64), generator=g).double(),  # tie-heavy
+                      torch.rand(8, 64, 64, generator=g, dtype=torch.float64)])
+    cost = cost[torch.randperm(16, generator=g)]
+    one_by_one = torch.stack([solve(c, algorithm=algorithm) for c in cost])
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 4):
+            torch.set_num_threads(n)
+            for _ in range(3):
+                assert torch.equal(solve(cost, algorithm=algorithm), one_by_one)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_rectangular_unassigned_rows(device, algorithm):
     cost = torch.tensor([[5.0, 1.0], [0.0, 9.0], [2.0, 2.0], [1.0, 0.5]])

@@ -8,6 +8,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -95,25 +96,32 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "linear_sum_assignment", [&] {
     const scalar_t* base = cost.const_data_ptr<scalar_t>();
     const int64_t sb = cost.stride(0), s0 = cost.stride(1), s1 = cost.stride(2);
-    // Grain 1: problems are coarse and uneven in cost, so let the pool balance them.
-    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    // Problems are uneven in cost (a random one can take ten times a video-like one), and
+    // at::parallel_for splits its range statically: so each task claims problems from a shared
+    // counter until none are left, whatever range it was given. A task claims its next problem
+    // before solving the current one, so that the next one's cost can be prefetched.
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, batch, 1, [&](int64_t, int64_t) {
       DenseProblem p;
       std::vector<int64_t> sol;
-      for (int64_t b = begin; b < end; ++b) {
-        if (b + 1 < end) prefetch_problem(base + (b + 1) * sb, n, m, s0, s1);
+      for (int64_t b = next.fetch_add(1); b < batch;) {
+        const int64_t b_next = next.fetch_add(1);
+        if (b_next < batch) prefetch_problem(base + b_next * sb, n, m, s0, s1);
         int32_t st = lsa_load(base + b * sb, n, m, s0, s1, maximize, p);
         if (st == kOk) {
           sol.assign(p.rows, -1);
           st = solve(p, sol.data());
         }
         status[b] = st;
-        if (st != kOk) continue;
-        int64_t* o = out_ptr + b * n;
-        if (n <= m) {
-          for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
-        } else {  // solved the transpose: sol maps original columns to original rows
-          for (int64_t j = 0; j < m; ++j) o[sol[j]] = j;
+        if (st == kOk) {
+          int64_t* o = out_ptr + b * n;
+          if (n <= m) {
+            for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
+          } else {  // solved the transpose: sol maps original columns to original rows
+            for (int64_t j = 0; j < m; ++j) o[sol[j]] = j;
+          }
         }
+        b = b_next;
       }
     });
   });
