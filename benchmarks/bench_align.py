@@ -32,18 +32,23 @@ def clip(kind, shape, dtype, device, seed=0):
     return x.to(device, dtype)
 
 
-def timed(fn, device, reps=7):
-    fn()
-    ts = []
-    for _ in range(reps):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
+def timed(fns, device, reps=7):
+    """{name: fn} -> {name: minimum seconds}. The functions take turns, one call each per round:
+    this machine's speed drifts by 10% and more over seconds, and timing them in turns lets a
+    slow stretch hit the floor and align alike instead of skewing their ratio."""
+    for fn in fns.values():
         fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+    best = {k: float("inf") for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best
 
 
 def main():
@@ -61,19 +66,25 @@ def main():
     print(f"align on {shape} {dtype} ({a.device}, {torch.get_num_threads()} threads)")
     for kind in ("random", "coherent"):
         x = clip(kind, shape, dtype, a.device)
-        # The floor: the frame-pair Gram matrices computed the fastest way we know (one bmm per
-        # frame pair on strided views; a 4-D matmul of the slices copies both operands first).
-        mm = timed(lambda: [torch.bmm(x[:, t], x[:, t + 1].transpose(1, 2)) for t in range(shape[1] - 1)], a.device)
-        # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
-        clone = timed(lambda: x.clone(), a.device)
-        tn = timed(lambda: ata_ext.align(x), a.device)
-        # Steady state above: each output block is the previous call's, back from the host cache
-        # (a training loop's case). Cold (CPU): the cache emptied first, so the output is fresh
-        # memory. On CUDA PyTorch's own caching allocator always reuses: no cold case to time.
-        cold = None if cuda else timed(lambda: (ata_ext.empty_host_cache(), ata_ext.align(x)), a.device)
-        nt = timed(lambda: ata_ext.align(x, layout="nt"), a.device)
+        fns = {
+            # The floor: the frame-pair Gram matrices computed the fastest way we know (one bmm per
+            # frame pair on strided views; a 4-D matmul of the slices copies both operands first).
+            "mm": lambda: [torch.bmm(x[:, t], x[:, t + 1].transpose(1, 2)) for t in range(shape[1] - 1)],
+            # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
+            "clone": lambda: x.clone(),
+            # Steady state: each output block is the previous call's, back from the host cache (a
+            # training loop's case).
+            "tn": lambda: ata_ext.align(x),
+            "nt": lambda: ata_ext.align(x, layout="nt"),
+        }
+        if not cuda:
+            # Cold (CPU): the cache emptied first, so the output is fresh memory. On CUDA PyTorch's
+            # own caching allocator always reuses: no cold case to time.
+            fns["cold"] = lambda: (ata_ext.empty_host_cache(), ata_ext.align(x))
+        t = timed(fns, a.device, reps=9)
+        mm, clone, tn, nt, cold = t["mm"], t["clone"], t["tn"], t["nt"], t.get("cold")
         xs = x[: a.literal_clips].float().cpu()
-        lit = timed(lambda: [literal_align(c) for c in xs], "cpu", reps=2) * shape[0] / a.literal_clips
+        lit = timed({"lit": lambda: [literal_align(c) for c in xs]}, "cpu", reps=2)["lit"] * shape[0] / a.literal_clips
         row = {"features": kind, "shape": list(shape), "dtype": str(dtype), "device": a.device,
                "matmul_s": mm, "clone_s": clone, "align_s": tn, "align_cold_s": cold, "align_nt_s": nt, "literal_s": lit}
         results.append(row)
