@@ -30,11 +30,10 @@ struct JvState {
   std::vector<double> padded;           // nearly square problems, padded to square
   std::vector<int64_t> x;               // row -> column for the padded problem
   // Augmenting row reduction's per-row candidate lists (see arr_best_two): row i's columns are
-  // cand_col[cand_begin[i], cand_end[i]) with their costs in cand_cost; every column left out
-  // costs more than cand_bound[i]. cand_begin[i] = kUnbuilt until the row is first visited,
+  // cand_col[cand_begin[i], cand_end[i]); every column left out costs more than cand_bound[i]. cand_begin[i] = kUnbuilt until the row is first visited,
   // kWholeRow for a row that scans all columns.
   std::vector<int64_t> cand_begin, cand_end;
-  std::vector<double> cand_bound, cand_cost;
+  std::vector<double> cand_bound;
   std::vector<int32_t> cand_col;
   double cand_theta = -1;               // the margin above a row's minimum that is kept (< 0: unset)
 };
@@ -88,11 +87,9 @@ ATA_EXT_AVX2_CLONES void arr_build_row(const double* c, int64_t n, int64_t i, co
   // Branch-free compaction: every column is written, only kept ones advance the end. The pool
   // has room for n entries past any row's start.
   int32_t* col = s.cand_col.data();
-  double* cost = s.cand_cost.data();
   int64_t end = top;
   for (int64_t j = 0; j < n; ++j) {
     col[end] = static_cast<int32_t>(j);
-    cost[end] = ci[j];
     end += ci[j] - v[j] <= bound;
   }
   if (end - top > kMaxCandidates || !(bound < kInf)) {
@@ -103,10 +100,9 @@ ATA_EXT_AVX2_CLONES void arr_build_row(const double* c, int64_t n, int64_t i, co
   for (int64_t front = top; front < std::min(top + 2, end); ++front) {
     int64_t k = front;
     for (int64_t t = front + 1; t < end; ++t) {
-      if (cost[t] - v[col[t]] < cost[k] - v[col[k]]) k = t;
+      if (ci[col[t]] - v[col[t]] < ci[col[k]] - v[col[k]]) k = t;
     }
     std::swap(col[front], col[k]);
-    std::swap(cost[front], cost[k]);
   }
   s.cand_begin[i] = top;
   s.cand_end[i] = end;
@@ -119,17 +115,18 @@ struct BestTwo {
   int64_t j1, j2;  // their columns; j2 = -1 when u2 is only the bound on the columns left out
 };
 
-// The two smallest of cost[t] - v[col(t)], t < len. Branchy on purpose: for random rows the
-// branches are predictable, and it measured faster than a vectorised top-2.
+// The two smallest of ci[j] - v[j] over j = col(t), t < len. Branchy on purpose: for random rows
+// the branches are predictable, and it measured faster than a vectorised top-2.
 template <typename Col>
-inline BestTwo best_two(const double* cost, const double* v, int64_t len, Col col) {
+inline BestTwo best_two(const double* ci, const double* v, int64_t len, Col col) {
   double u1 = kInf, u2 = kInf;
   int64_t j1 = -1, j2 = -1;
   for (int64_t t = 0; t < len; ++t) {
-    const double h = cost[t] - v[col(t)];
+    const int64_t j = col(t);
+    const double h = ci[j] - v[j];
     if (h < u2) {
-      if (h >= u1) { u2 = h; j2 = col(t); }
-      else { u2 = u1; j2 = j1; u1 = h; j1 = col(t); }
+      if (h >= u1) { u2 = h; j2 = j; }
+      else { u2 = u1; j2 = j1; u1 = h; j1 = j; }
     }
   }
   return {u1, u2, j1, j2};
@@ -143,13 +140,14 @@ inline bool arr_best_two(const double* c, int64_t n, int64_t i, const double* v,
     if (s.cand_theta < 0) s.cand_theta = arr_theta(c, n, v, s);
     arr_build_row(c, n, i, v, s, top);
   }
+  const double* ci = c + i * n;
   const int64_t b = s.cand_begin[i];
   if (b == kWholeRow) {
-    r = best_two(c + i * n, v, n, [](int64_t t) { return t; });
+    r = best_two(ci, v, n, [](int64_t t) { return t; });
     return true;
   }
   const int32_t* col = s.cand_col.data() + b;
-  r = best_two(s.cand_cost.data() + b, v, s.cand_end[i] - b, [col](int64_t t) { return int64_t{col[t]}; });
+  r = best_two(ci, v, s.cand_end[i] - b, [col](int64_t t) { return int64_t{col[t]}; });
   // Columns left out cost more than bound. So if u2 <= bound both are exact; otherwise the
   // cheapest is exact only if u1 < bound, and the second is somewhere above bound.
   const double bound = s.cand_bound[i];
@@ -197,14 +195,13 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   // Augmenting row reduction. A step that lowers a price re-queues the displaced row at once; on
   // float data such steps can shrink geometrically, so the total is capped: rows still free at
   // the cap simply go to the augmentation phase, which is exact. A step costs about a list's
-  // length, an augmentation O(n^2), so the cap grows with n: 2n steps up to n = 128, n^2/64
-  // beyond (measured on uniform costs: n = 512 1.12 -> 0.82 ms, n = 2048 61 -> 13 ms; no change
+  // length, an augmentation O(n^2), so the cap grows with n: 2n steps below n = 192, about n^2/64
+  // from there (measured on uniform costs: n = 512 1.12 -> 0.82 ms, n = 2048 61 -> 13 ms; no change
   // at n <= 256).
   s.cand_begin.assign(n, n < kMinListN ? kWholeRow : kUnbuilt);
   s.cand_end.resize(n);
   s.cand_bound.resize(n);
   s.cand_col.resize(n * (kMaxCandidates + 1));
-  s.cand_cost.resize(n * (kMaxCandidates + 1));
   s.cand_theta = -1;
   int64_t top = 0;
   for (int pass = 0; pass < 2 && !s.free_rows.empty(); ++pass) {
