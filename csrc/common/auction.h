@@ -13,6 +13,11 @@
 //     read from the prices at the start of the round. Each column takes the highest packed
 //     (bid << kRowBits | row) word (ties go to the higher row), which on the GPU is one 64-bit
 //     atomicMax: the outcome of a round does not depend on thread timing.
+//     A round with a single bidder displaces at most one row, which is then the only bidder of
+//     the next round: from there to the end of the phase the rounds form a chain of single bids.
+//     Both solvers run that chain as a plain loop (on the GPU one warp, with no block barriers),
+//     which is the same sequence of rounds, so the answers are unchanged. On uniform random
+//     196 x 196 costs most rounds are such single bids (about 1300 of 1470).
 //  4. Phases divide eps by kEpsDiv until it reaches 1; prices carry over, assignments restart.
 //     A phase raises any price by at most 2(C + eps), so over the at most 8 phases that C <= 2^40
 //     allows, prices stay below 2^44.
@@ -166,6 +171,15 @@ C10_HOST_DEVICE inline Top2 top2_merge(Top2 a, const Top2& b) {
   return Top2{a.v1, other, a.j1};
 }
 
+// Top2 of one row's values scaled(row[j]) - price[j] over the columns j = first, first + stride, ...
+// (a lane's share on the GPU, the whole row on the CPU).
+C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, int64_t n, const Scale& sc,
+                                     int64_t first, int64_t stride) {
+  Top2 t = top2_init();
+  for (int64_t j = first; j < n; j += stride) top2_add(t, scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
+  return t;
+}
+
 // The price row i bids for its best column, from that column's current price p1. A single column
 // (n = 1) has no second best: the bid raises the price by eps.
 C10_HOST_DEVICE inline int64_t bid(const Top2& t, int64_t p1, int64_t eps) {
@@ -184,6 +198,17 @@ C10_HOST_DEVICE inline int64_t bid_price(unsigned long long packed) {
 
 C10_HOST_DEVICE inline int64_t bid_row(unsigned long long packed) {
   return static_cast<int64_t>(packed & kRowMask);
+}
+
+// Column j goes to row i at price p. Returns the row that held j (now unassigned), or -1. The
+// displaced row held only j, so concurrent awards of distinct columns touch distinct entries.
+C10_HOST_DEVICE inline int32_t award(int64_t* price, int32_t* owner, int32_t* col_of, int32_t j, int32_t i, int64_t p) {
+  const int32_t displaced = owner[j];
+  price[j] = p;
+  if (displaced >= 0) col_of[displaced] = -1;
+  owner[j] = i;
+  col_of[i] = j;
+  return displaced;
 }
 
 C10_HOST_DEVICE inline int64_t next_eps(int64_t eps) {

@@ -32,31 +32,37 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
   s.price.assign(n, 0);
   s.owner.resize(n);
   s.col_of.resize(n);
-  s.best.resize(n);
+  s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
   int64_t rounds = 0;
+  const auto row = [&](int32_t i) { return s.lv.data() + static_cast<int64_t>(i) * n; };
   for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.col_of.begin(), s.col_of.end(), -1);
     s.bidders.resize(n);
     for (int64_t i = 0; i < n; ++i) s.bidders[i] = static_cast<int32_t>(i);
     while (!s.bidders.empty()) {
+      if (s.bidders.size() == 1) {  // the chain of single bids that ends the phase (auction.h)
+        for (int32_t i = s.bidders[0]; i >= 0;) {
+          if (++rounds > au::kMaxRounds) return kNoConvergence;
+          const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1);
+          const int64_t b = au::bid(t, s.price[t.j1], eps);
+          if (b >= au::kPriceLimit) return kOverflow;
+          i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), t.j1, i, b);
+        }
+        break;
+      }
       if (++rounds > au::kMaxRounds) return kNoConvergence;
-      std::fill(s.best.begin(), s.best.end(), 0ull);
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
-        const int32_t* row = s.lv.data() + static_cast<int64_t>(i) * n;
-        au::Top2 t = au::top2_init();
-        for (int64_t j = 0; j < n; ++j) au::top2_add(t, au::scaled(row[j], sc) - s.price[j], static_cast<int32_t>(j));
+        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1);
         const int64_t b = au::bid(t, s.price[t.j1], eps);
         if (b >= au::kPriceLimit) return kOverflow;
         s.best[t.j1] = std::max(s.best[t.j1], au::pack_bid(b, i));
       }
       for (int64_t j = 0; j < n; ++j) {  // each column goes to its highest bidder
         if (s.best[j] == 0) continue;
-        const int32_t i = static_cast<int32_t>(au::bid_row(s.best[j]));
-        s.price[j] = au::bid_price(s.best[j]);
-        if (s.owner[j] >= 0) s.col_of[s.owner[j]] = -1;
-        s.owner[j] = i;
-        s.col_of[i] = static_cast<int32_t>(j);
+        au::award(s.price.data(), s.owner.data(), s.col_of.data(), static_cast<int32_t>(j),
+                  static_cast<int32_t>(au::bid_row(s.best[j])), au::bid_price(s.best[j]));
+        s.best[j] = 0;
       }
       s.bidders.clear();
       for (int64_t i = 0; i < n; ++i) {

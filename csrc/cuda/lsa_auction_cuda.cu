@@ -78,6 +78,7 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
   __shared__ int nbidders, fail;
+  __shared__ int64_t chain_end;  // the round count after a chain, for every thread
 
   // 1. One pass for the value range, validity and integrality of the benefits.
   au::Stats st = au::stats_init();
@@ -111,7 +112,10 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
       lv[k] = 0;
     }
   }
-  for (int64_t j = tid; j < n; j += kThreads) price[j] = 0;
+  for (int64_t j = tid; j < n; j += kThreads) {
+    price[j] = 0;
+    best[j] = 0ull;  // from here on each round clears the words it used
+  }
 
   // 3. Epsilon-scaling phases of Jacobi rounds.
   int64_t rounds = 0;
@@ -124,19 +128,47 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
     if (tid == 0) nbidders = static_cast<int>(n);
     __syncthreads();
     while (nbidders > 0 && fail == kOk) {
+      const int nb = nbidders;
+      __syncthreads();  // every thread has read nbidders and fail before this round changes them
+      if (nb == 1) {
+        // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
+        // follows the displaced row, with no block barrier per round. Every lane computes the
+        // same bid from the broadcast Top2; lane 0 alone writes.
+        if (warp == 0) {
+          int64_t chain_rounds = rounds;
+          for (int32_t i = bidders[0]; i >= 0;) {
+            if (++chain_rounds > au::kMaxRounds) {
+              if (lane == 0) fail = kNoConvergence;
+              break;
+            }
+            au::Top2 t = warp_top2(au::row_top2(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32));
+            t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
+            t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
+            t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
+            const int64_t bid = au::bid(t, price[t.j1], eps);
+            if (bid >= au::kPriceLimit) {
+              if (lane == 0) fail = kOverflow;
+              break;
+            }
+            const int32_t displaced = owner[t.j1];
+            __syncwarp();  // every lane has read price and owner before lane 0 changes them
+            if (lane == 0) au::award(price, owner, col_of, t.j1, i, bid);
+            __syncwarp();  // lane 0's writes are visible to the next bid
+            i = displaced;
+          }
+          if (lane == 0) chain_end = chain_rounds;
+        }
+        __syncthreads();
+        rounds = chain_end;  // every thread counts alike again
+        break;               // the chain ended the phase (or failed)
+      }
       if (++rounds > au::kMaxRounds) {  // uniform across the block: every thread counts alike
         if (tid == 0) fail = kNoConvergence;
         break;
       }
-      const int nb = nbidders;
-      for (int64_t j = tid; j < n; j += kThreads) best[j] = 0ull;
-      __syncthreads();
       for (int k = warp; k < nb; k += kWarps) {  // a warp per bidder, reading round-start prices
         const int32_t i = bidders[k];
-        const int32_t* row = lv + static_cast<int64_t>(i) * n;
-        au::Top2 t = au::top2_init();
-        for (int64_t j = lane; j < n; j += 32) au::top2_add(t, au::scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
-        t = warp_top2(t);
+        const au::Top2 t = warp_top2(au::row_top2(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32));
         if (lane == 0) {
           const int64_t bid = au::bid(t, price[t.j1], eps);
           if (bid >= au::kPriceLimit) {
@@ -150,11 +182,8 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
       for (int64_t j = tid; j < n; j += kThreads) {  // each column goes to its highest bidder
         const unsigned long long w = best[j];
         if (w == 0ull) continue;
-        const int32_t i = static_cast<int32_t>(au::bid_row(w));
-        price[j] = au::bid_price(w);
-        if (owner[j] >= 0) col_of[owner[j]] = -1;  // the displaced row held only j: no race
-        owner[j] = i;
-        col_of[i] = static_cast<int32_t>(j);
+        best[j] = 0ull;
+        au::award(price, owner, col_of, static_cast<int32_t>(j), static_cast<int32_t>(au::bid_row(w)), au::bid_price(w));
       }
       if (tid == 0) nbidders = 0;
       __syncthreads();
