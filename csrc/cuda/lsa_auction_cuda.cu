@@ -2,6 +2,7 @@
 // ata_ext::linear_sum_assignment: a batched auction, one thread block per problem, one launch for
 // the whole batch. The arithmetic is csrc/common/auction.h, shared with the CPU twin
 // (csrc/cpu/lsa_auction_cpu.cpp), which must give bit-identical assignments.
+#ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 // c10's stream and error headers rather than ATen/cuda/CUDAContext.h, which pulls in cuSPARSE and
@@ -13,9 +14,12 @@
 
 #include <mutex>
 
-#include "common/auction.h"
 #include "common/lsa_common.h"
 #include "common/static_switch.h"
+#endif
+
+#include "common/auction.h"
+#include "common/status.h"
 
 namespace ata_ext {
 namespace {
@@ -24,6 +28,13 @@ namespace au = auction;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
+
+#ifndef ATA_EXT_CUDA_EMULATOR
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char smem[];
+  return smem;
+}
+#endif
 
 __device__ au::Top2 warp_top2(au::Top2 t) {
   for (int off = 16; off > 0; off >>= 1) {
@@ -68,8 +79,7 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const scalar_t* src = cost + b * sb;
 
-  extern __shared__ __align__(16) unsigned char smem[];
-  int64_t* price = reinterpret_cast<int64_t*>(smem);
+  int64_t* price = reinterpret_cast<int64_t*>(dynamic_smem());
   unsigned long long* best = reinterpret_cast<unsigned long long*>(price + n);
   int32_t* owner = reinterpret_cast<int32_t*>(best + n);
   int32_t* col_of = owner + n;
@@ -216,6 +226,7 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   }
 }
 
+#ifndef ATA_EXT_CUDA_EMULATOR
 // Raises the kernel's dynamic shared-memory limit to the device's opt-in maximum once per device,
 // so that no later call (one being captured into a CUDA graph, say) needs the attribute call.
 template <typename scalar_t, bool kShared>
@@ -273,12 +284,15 @@ at::Tensor lsa_auction_cuda(const at::Tensor& cost, bool maximize, bool check) {
 at::Tensor linear_sum_assignment_cuda(const at::Tensor& cost, bool maximize, bool check) {
   return auction_cuda(cost, maximize, check, "linear_sum_assignment");
 }
+#endif  // ATA_EXT_CUDA_EMULATOR
 
 }  // namespace
 
+#ifndef ATA_EXT_CUDA_EMULATOR
 TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
   m.impl("lsa_auction", &lsa_auction_cuda);
   m.impl("linear_sum_assignment", &linear_sum_assignment_cuda);
 }
+#endif  // ATA_EXT_CUDA_EMULATOR
 
 }  // namespace ata_ext

@@ -1,0 +1,51 @@
+// The package's CUDA kernels, compiled for the CPU emulator (cuda_emulator.h) from their own
+// source files, behind a C interface that tests/test_cuda_emulated.py loads with ctypes. The host
+// launchers of the .cu files are left out (they need a GPU); these entry points do what they do:
+// the same grid, block, shared-memory size and arguments.
+#define ATA_EXT_CUDA_EMULATOR
+#include "cuda_emulator.h"
+
+#include "cuda/lsa_auction_cuda.cu"
+
+#include <cstdio>
+
+namespace {
+
+void report(const std::exception& e, char* err, int errlen) { std::snprintf(err, errlen, "%s", e.what()); }
+
+template <typename scalar_t>
+int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0, int64_t s1, int maximize,
+            int shared_levels, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status, char* err, int errlen) {
+  namespace k = ata_ext;
+  const int64_t n = std::max(N, M);
+  std::vector<int32_t> workspace(shared_levels ? 0 : batch * n * n);
+  const auto* src = static_cast<const scalar_t*>(cost);
+  try {
+    if (shared_levels) {
+      emu::launch(batch, k::kThreads, k::smem_bytes(n, true), seed, max_sweeps, [&] {
+        k::auction_kernel<scalar_t, true>(src, N, M, sb, s0, s1, maximize != 0, nullptr, out, status);
+      });
+    } else {
+      emu::launch(batch, k::kThreads, k::smem_bytes(n, false), seed, max_sweeps, [&] {
+        k::auction_kernel<scalar_t, false>(src, N, M, sb, s0, s1, maximize != 0, workspace.data(), out, status);
+      });
+    }
+  } catch (const std::exception& e) {
+    report(e, err, errlen);
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+// cost: (batch, N, M) float32 (dtype 0) or float64 (dtype 1) with element strides sb, s0, s1;
+// out: batch * N int64 filled with -1 by the caller (as the CUDA launcher does); status: batch.
+// max_sweeps bounds the emulation (a kernel that would spin). Returns 0, or 1 with the
+// emulator's error in err (a hang, a divergent barrier, the budget spent).
+extern "C" int emu_auction(const void* cost, int dtype, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0,
+                           int64_t s1, int maximize, int shared_levels, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status,
+                           char* err, int errlen) {
+  return dtype == 0 ? auction<float>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, seed, max_sweeps, out, status, err, errlen)
+                    : auction<double>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, seed, max_sweeps, out, status, err, errlen);
+}
