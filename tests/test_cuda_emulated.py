@@ -4,7 +4,9 @@ from a seed. CI has no GPU; this is where the kernel code itself, not only its C
 
 Checked: the auction kernel's assignments are bit-identical to the twin's on the shared-memory
 and the global-memory path, whatever the thread schedule, with the same statuses on bad input;
-and the emulator saw no divergent barrier, deadlock or spin. Not checked: memory ordering and
+the gather kernels move exactly the rows the CPU kernels move, at every access width, and the
+permutation check flags what it must; and the emulator saw no divergent barrier, deadlock or
+spin. Not checked: memory ordering and
 speed (the emulator is sequentially consistent); benchmarks/gpu_check.sh remains the real test."""
 import ctypes
 import os
@@ -16,6 +18,7 @@ import pytest
 import torch
 
 import ata_ext
+from ata_ext._ops import ops
 from ata_ext.testing import assert_optimal, video_similarity
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,10 +37,11 @@ def lib(tmp_path_factory):
     from torch.utils.cpp_extension import include_paths
 
     out = tmp_path_factory.mktemp("emulator") / "kernels_emulated.so"
-    src = os.path.join(HERE, "emulator", "kernels_emulated.cpp")
+    emulator = os.path.join(HERE, "emulator")
+    src = sorted(os.path.join(emulator, f) for f in os.listdir(emulator) if f.endswith(".cpp"))
     includes = [f"-I{os.path.join(ROOT, 'csrc')}", f"-I{os.path.join(HERE, 'emulator')}"]
     includes += [f"-I{p}" for p in include_paths()]
-    build = subprocess.run([cxx, "-O2", "-std=c++20", "-shared", "-fPIC", *includes, src, "-o", str(out)],
+    build = subprocess.run([cxx, "-O2", "-std=c++20", "-shared", "-fPIC", *includes, *src, "-o", str(out)],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-4000:]
     lib = ctypes.CDLL(str(out))
@@ -45,6 +49,10 @@ def lib(tmp_path_factory):
     lib.emu_auction.argtypes = [vp, ctypes.c_int, i64, i64, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int,
                                 ctypes.c_uint64, i64, vp, vp, ctypes.c_char_p, ctypes.c_int]
     lib.emu_auction.restype = ctypes.c_int
+    cint = ctypes.c_int
+    lib.emu_copy_rows.argtypes = [vp, vp, vp, i64, i64, i64, i64, cint, cint, cint, ctypes.c_uint64, vp,
+                                  ctypes.c_char_p, cint]
+    lib.emu_check_perm.argtypes = [vp, i64, i64, vp, vp, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
     return lib
 
 
@@ -113,3 +121,59 @@ def test_kernel_statuses_on_bad_input(lib):
     assert status.tolist() == [OK, INVALID, INFEASIBLE, INVALID]
     assert bool((out[1:] == -1).all())
     assert torch.equal(out, ata_ext.linear_sum_assignment(cost, algorithm="auction", check=False))
+
+
+def emulated_copy_rows(lib, src, perm, nt, scatter, max_grid=0, seed=0):
+    """align_gather (scatter=False) or align_scatter on the emulated CUDA kernel: (out, width)."""
+    B, T, N = perm.shape
+    out_shape = list(src.shape)
+    if nt:  # a gather into (B, N, T, C), or a scatter out of it
+        out_shape[1], out_shape[2] = out_shape[2], out_shape[1]
+    out = torch.full(out_shape, float("nan"), dtype=src.dtype)
+    vec, err = ctypes.c_int(0), ctypes.create_string_buffer(2048)
+    row_bytes = src.shape[-1] * src.element_size()
+    rc = lib.emu_copy_rows(src.data_ptr(), out.data_ptr(), perm.data_ptr(), B, T, N, row_bytes, int(nt), int(scatter),
+                           max_grid, seed, ctypes.addressof(vec), err, len(err))
+    assert rc == 0, err.value.decode()
+    return out, vec.value
+
+
+@pytest.mark.parametrize("dtype,C,offset,width", [
+    (torch.float32, 24, 0, 16),   # 96-byte rows: 16-byte vectors
+    (torch.float16, 5, 0, 2),     # 10-byte rows
+    (torch.float64, 3, 0, 8),     # 24-byte rows
+    (torch.bfloat16, 1, 0, 2),
+    (torch.float32, 8, 1, 4),     # a base 4 bytes past alignment
+    (torch.float16, 8, 1, 2),
+])
+@pytest.mark.parametrize("nt", [False, True], ids=["tn", "nt"])
+def test_gather_kernels_move_the_rows_the_cpu_moves(lib, dtype, C, offset, width, nt):
+    g = torch.Generator().manual_seed(6)
+    B, T, N = 2, 3, 37
+    x = torch.randn(B * T * N * C + offset, generator=g).to(dtype)[offset:].view(B, T, N, C)
+    perm = torch.stack([torch.randperm(N, generator=g) for _ in range(B * T)]).view(B, T, N)
+    y = ops.align_gather(x, perm, nt, True)
+    for max_grid, seed in ((0, 0), (1, 3)):  # the launcher's grid; one block striding over all rows
+        out, vec = emulated_copy_rows(lib, x, perm, nt, False, max_grid, seed)
+        assert vec == width
+        assert torch.equal(out.view(torch.uint8), y.view(torch.uint8))
+        back, _ = emulated_copy_rows(lib, y, perm, nt, True, max_grid, seed)
+        assert torch.equal(back.view(torch.uint8), x.view(torch.uint8))
+
+
+def test_perm_check_kernel(lib):
+    N = 50
+    good = torch.stack([torch.randperm(N, generator=torch.Generator().manual_seed(k)) for k in range(6)])
+    repeated, low, high = good.clone(), good.clone(), good.clone()
+    repeated[4, 7] = repeated[4, 8]
+    low[2, 0] = -1
+    high[5, 49] = N
+    for perm, expect in ((good, 0), (repeated, 1), (low, 1), (high, 1)):
+        for max_grid in (0, 1):
+            seen = torch.zeros(perm.numel(), dtype=torch.int32)
+            bad = torch.zeros(1, dtype=torch.int32)
+            err = ctypes.create_string_buffer(2048)
+            rc = lib.emu_check_perm(perm.data_ptr(), perm.numel(), N, seen.data_ptr(), bad.data_ptr(), max_grid, 1, err,
+                                    len(err))
+            assert rc == 0, err.value.decode()
+            assert int(bad) == expect

@@ -1,19 +1,26 @@
 // CUDA implementation of ata_ext::align_gather and ata_ext::align_scatter: one grid-stride kernel
 // that moves rows in the widest aligned vector (16 bytes for any dtype when rows allow), dtype-
 // agnostic, plus an optional permutation check (one flag read back: the documented sync).
+#ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include "common/gather_common.h"
+#endif
+
+#include <algorithm>
+#include <cstdint>
 #include <type_traits>
 
 #include "common/gather.h"
-#include "common/gather_common.h"
 
 namespace ata_ext {
 namespace {
+
+constexpr int kThreads = 256;
 
 template <int kBytes>
 struct Vec;
@@ -54,6 +61,26 @@ int grid_for(int64_t work, int threads) {
   return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535));
 }
 
+// The widest access (bytes) that divides the row and the base addresses of source and output.
+int vector_bytes(int64_t row_bytes, uintptr_t bases) {
+  int vec = 16;
+  while (vec > 1 && (row_bytes % vec != 0 || bases % vec != 0)) vec /= 2;
+  return vec;
+}
+
+// Calls f(std::integral_constant<int, vec>{}): one kernel instantiation per access width.
+template <typename F>
+void with_vector_bytes(int vec, F&& f) {
+  switch (vec) {
+    case 16: f(std::integral_constant<int, 16>{}); break;
+    case 8: f(std::integral_constant<int, 8>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    default: f(std::integral_constant<int, 1>{}); break;
+  }
+}
+
+#ifndef ATA_EXT_CUDA_EMULATOR
 at::Tensor copy_rows_cuda(const at::Tensor& src_in, const at::Tensor& perm_in, bool nt, bool scatter, bool check,
                           const char* op) {
   const c10::cuda::CUDAGuard guard(src_in.device());
@@ -64,7 +91,6 @@ at::Tensor copy_rows_cuda(const at::Tensor& src_in, const at::Tensor& perm_in, b
   const at::Tensor perm = perm_in.contiguous();
   const int64_t rows = B * T * N;
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  constexpr int kThreads = 256;
   if (check) {
     at::Tensor seen = at::zeros({rows}, perm.options().dtype(at::kInt));
     at::Tensor bad = at::zeros({1}, perm.options().dtype(at::kInt));
@@ -75,24 +101,16 @@ at::Tensor copy_rows_cuda(const at::Tensor& src_in, const at::Tensor& perm_in, b
                       " in every (..., t) row: indices out of range or repeated");
   }
   const int64_t row_bytes = src.size(-1) * src.element_size();
-  const auto base = reinterpret_cast<uintptr_t>(src.const_data_ptr()) | reinterpret_cast<uintptr_t>(out.data_ptr());
-  int vec = 16;  // the widest access that divides the row and the base addresses
-  while (vec > 1 && (row_bytes % vec != 0 || base % vec != 0)) vec /= 2;
+  const int vec = vector_bytes(row_bytes, reinterpret_cast<uintptr_t>(src.const_data_ptr()) |
+                                              reinterpret_cast<uintptr_t>(out.data_ptr()));
   const int64_t vecs = row_bytes / vec;
   const char* from = static_cast<const char*>(src.const_data_ptr());
   char* to = static_cast<char*>(out.data_ptr());
   const int grid = grid_for(rows * 32, kThreads);  // a warp per row
   const int64_t* p = perm.const_data_ptr<int64_t>();
-  const auto launch = [&](auto width) {
+  with_vector_bytes(vec, [&](auto width) {
     copy_rows_kernel<decltype(width)::value><<<grid, kThreads, 0, stream>>>(from, to, p, rows, vecs, T, N, nt, scatter);
-  };
-  switch (vec) {
-    case 16: launch(std::integral_constant<int, 16>{}); break;
-    case 8: launch(std::integral_constant<int, 8>{}); break;
-    case 4: launch(std::integral_constant<int, 4>{}); break;
-    case 2: launch(std::integral_constant<int, 2>{}); break;
-    default: launch(std::integral_constant<int, 1>{}); break;
-  }
+  });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
@@ -104,12 +122,15 @@ at::Tensor align_gather_cuda(const at::Tensor& x, const at::Tensor& perm, bool n
 at::Tensor align_scatter_cuda(const at::Tensor& y, const at::Tensor& perm, bool nt, bool check) {
   return copy_rows_cuda(y, perm, nt, /*scatter=*/true, check, "align_scatter");
 }
+#endif  // ATA_EXT_CUDA_EMULATOR
 
 }  // namespace
 
+#ifndef ATA_EXT_CUDA_EMULATOR
 TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
   m.impl("align_gather", &align_gather_cuda);
   m.impl("align_scatter", &align_scatter_cuda);
 }
+#endif  // ATA_EXT_CUDA_EMULATOR
 
 }  // namespace ata_ext

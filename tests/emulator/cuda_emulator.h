@@ -21,32 +21,9 @@
 #include <vector>
 
 // Fiber switching: a few instructions on x86-64 (ucontext's swapcontext makes a signal-mask
-// system call per switch, which made the tests four times slower); ucontext elsewhere.
+// system call per switch, which made the tests eight times slower); ucontext elsewhere.
 #if defined(__x86_64__)
-extern "C" void emu_switch_stack(void** save_sp, void* load_sp);
-asm(R"(
-  .pushsection .text
-  .globl emu_switch_stack
-  .type emu_switch_stack, @function
-emu_switch_stack:
-  pushq %rbp
-  pushq %rbx
-  pushq %r12
-  pushq %r13
-  pushq %r14
-  pushq %r15
-  movq %rsp, (%rdi)
-  movq %rsi, %rsp
-  popq %r15
-  popq %r14
-  popq %r13
-  popq %r12
-  popq %rbx
-  popq %rbp
-  ret
-  .size emu_switch_stack, .-emu_switch_stack
-  .popsection
-)");
+extern "C" void emu_switch_stack(void** save_sp, void* load_sp);  // cuda_emulator.cpp
 #else
 #include <ucontext.h>
 #endif
@@ -274,6 +251,13 @@ inline void launch(unsigned grid, unsigned block, size_t smem_bytes, uint64_t se
 #define __shfl_sync(mask, v, src) ::emu::shfl_from((v), (src), __LINE__)
 
 inline unsigned char* dynamic_smem() { return emu::rt().smem.data(); }
+
+struct uint4 {
+  unsigned x, y, z, w;
+};
+struct uint2 {
+  unsigned x, y;
+};
 
 template <typename T>
 T __ldg(const T* p) {

@@ -1,7 +1,7 @@
-// The package's CUDA kernels, compiled for the CPU emulator (cuda_emulator.h) from their own
-// source files, behind a C interface that tests/test_cuda_emulated.py loads with ctypes. The host
-// launchers of the .cu files are left out (they need a GPU); these entry points do what they do:
-// the same grid, block, shared-memory size and arguments.
+// The CUDA auction kernel (csrc/cuda/lsa_auction_cuda.cu), compiled for the CPU emulator
+// (cuda_emulator.h) from its own source, behind a C interface that tests/test_cuda_emulated.py
+// loads with ctypes. The .cu's host launcher is left out (it needs a GPU); this entry point does
+// what it does: the same grid, block, shared-memory size and arguments.
 #define ATA_EXT_CUDA_EMULATOR
 #include "cuda_emulator.h"
 
@@ -10,8 +10,6 @@
 #include <cstdio>
 
 namespace {
-
-void report(const std::exception& e, char* err, int errlen) { std::snprintf(err, errlen, "%s", e.what()); }
 
 template <typename scalar_t>
 int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0, int64_t s1, int maximize,
@@ -31,7 +29,7 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
       });
     }
   } catch (const std::exception& e) {
-    report(e, err, errlen);
+    std::snprintf(err, errlen, "%s", e.what());
     return 1;
   }
   return 0;
