@@ -84,6 +84,12 @@ def families(g):
     c[:, torch.arange(30), torch.arange(30)] = 1.0  # forbidden pairs, still feasible
     yield c, False
     yield torch.rand(1, 64, 64, generator=g), False  # long single-bidder chains
+    yield torch.rand(2, 60, 7, generator=g), False  # DETR-like: the dummies' pool does most bidding
+    yield torch.randint(0, 3, (2, 12, 40), generator=g).float(), True  # rectangular with ties
+    c = torch.rand(2, 20, 30, generator=g).double()
+    c[torch.rand(2, 20, 30, generator=g) < 0.5] = float("inf")
+    c[:, torch.arange(20), torch.arange(20)] = 0.5
+    yield c, False  # rectangular with forbidden pairs
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

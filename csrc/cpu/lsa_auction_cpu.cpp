@@ -5,6 +5,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "common/auction.h"
 #include "lsa_batch_cpu.h"
@@ -15,39 +16,43 @@ namespace {
 namespace au = auction;
 
 struct AuctionState {
-  std::vector<int32_t> lv;               // n x n quantised levels; rows >= p.rows are padding (0)
+  std::vector<int32_t> lv;               // r x n quantised levels of the real rows
   std::vector<int64_t> price;
-  std::vector<int32_t> owner, col_of;    // row holding each column, column held by each row
+  std::vector<int32_t> owner, col_of;    // row holding each column (r: a dummy), column of each real row
   std::vector<unsigned long long> best;  // highest packed bid per column this round (0: none)
-  std::vector<int32_t> bidders;
+  std::vector<int32_t> bidders;          // unassigned real rows
+  std::vector<int32_t> order;            // columns in the dummies' order (auction.h)
 };
 
 LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
-  const int64_t r = p.rows, n = p.cols;  // r real rows, padded to n x n
+  const int64_t r = p.rows, n = p.cols;  // r real rows; the n - r dummies bid as a pool
+  const int32_t dummy = static_cast<int32_t>(r);
   au::Stats st = au::stats_init();
   for (const double c : p.c) au::stats_add(st, -c);  // benefits; validity was checked on load
   const au::Scale sc = au::make_scale(st, n);
-  s.lv.assign(n * n, 0);
+  s.lv.resize(r * n);
   for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
   s.price.assign(n, 0);
   s.owner.resize(n);
-  s.col_of.resize(n);
+  s.col_of.resize(r);
+  s.order.resize(n);
   s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
   int64_t rounds = 0;
-  const auto row = [&](int32_t i) { return s.lv.data() + static_cast<int64_t>(i) * n; };
+  const auto row = [&](int32_t i) { return i < r ? s.lv.data() + static_cast<int64_t>(i) * n : nullptr; };
   for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.col_of.begin(), s.col_of.end(), -1);
-    s.bidders.resize(n);
-    for (int64_t i = 0; i < n; ++i) s.bidders[i] = static_cast<int32_t>(i);
-    while (!s.bidders.empty()) {
-      if (s.bidders.size() == 1) {  // the chain of single bids that ends the phase (auction.h)
-        for (int32_t i = s.bidders[0]; i >= 0;) {
+    s.bidders.resize(r);
+    for (int64_t i = 0; i < r; ++i) s.bidders[i] = static_cast<int32_t>(i);
+    int64_t u = n - r;  // unassigned dummies
+    while (!s.bidders.empty() || u > 0) {
+      if (s.bidders.size() + (u > 0) == 1 && u <= 1) {  // the chain of single bids that ends the phase
+        for (int32_t i = u > 0 ? dummy : s.bidders[0]; i >= 0;) {
           if (++rounds > au::kMaxRounds) return kNoConvergence;
           const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1);
           const int64_t b = au::bid(t, s.price[t.j1], eps);
           if (b >= au::kPriceLimit) return kOverflow;
-          i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), t.j1, i, b);
+          i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), dummy, t.j1, i, b);
         }
         break;
       }
@@ -58,16 +63,25 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
         if (b >= au::kPriceLimit) return kOverflow;
         s.best[t.j1] = std::max(s.best[t.j1], au::pack_bid(b, i));
       }
+      if (u > 0) {  // the dummies' pool bid: the u cheapest columns, at the next one's price + eps
+        std::iota(s.order.begin(), s.order.end(), 0);
+        std::nth_element(s.order.begin(), s.order.begin() + u, s.order.end(),
+                         [&](int32_t a, int32_t b) { return au::cheaper(s.price.data(), a, b); });
+        const int64_t b = s.price[s.order[u]] + eps;
+        if (b >= au::kPriceLimit) return kOverflow;
+        for (int64_t k = 0; k < u; ++k) s.best[s.order[k]] = std::max(s.best[s.order[k]], au::pack_bid(b, dummy));
+      }
       for (int64_t j = 0; j < n; ++j) {  // each column goes to its highest bidder
         if (s.best[j] == 0) continue;
-        au::award(s.price.data(), s.owner.data(), s.col_of.data(), static_cast<int32_t>(j),
+        au::award(s.price.data(), s.owner.data(), s.col_of.data(), dummy, static_cast<int32_t>(j),
                   static_cast<int32_t>(au::bid_row(s.best[j])), au::bid_price(s.best[j]));
         s.best[j] = 0;
       }
       s.bidders.clear();
-      for (int64_t i = 0; i < n; ++i) {
+      for (int64_t i = 0; i < r; ++i) {
         if (s.col_of[i] < 0) s.bidders.push_back(static_cast<int32_t>(i));
       }
+      u = (n - r) - std::count(s.owner.begin(), s.owner.end(), dummy);
     }
     if (eps == 1) break;
   }

@@ -60,13 +60,14 @@ __device__ au::Stats warp_stats(au::Stats s) {
   return s;
 }
 
-// Bytes of dynamic shared memory: per-column state, plus the levels when they are kept there.
-inline int64_t smem_bytes(int64_t n, bool shared_levels) {
-  return n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) + (shared_levels ? n * n * sizeof(int32_t) : 0);
+// Bytes of dynamic shared memory for r real rows and n columns: per-column state, plus the
+// levels when they are kept there.
+inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels) {
+  return n * (2 * sizeof(int64_t) + 4 * sizeof(int32_t)) + (shared_levels ? r * n * sizeof(int32_t) : 0);
 }
 
 // One block solves problem blockIdx.x. Levels live in shared memory (kSharedLevels) or in this
-// problem's slice of a global workspace (larger n; it stays L2-resident for n up to ~1000).
+// problem's slice of a global workspace (larger problems).
 template <typename scalar_t, bool kSharedLevels>
 __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
                                                            int64_t sb, int64_t s0, int64_t s1, bool maximize,
@@ -75,20 +76,23 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   const int64_t b = blockIdx.x;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const bool transpose = N > M;
-  const int64_t r = transpose ? M : N, n = transpose ? N : M;  // r real rows, padded to n x n
+  const int64_t r = transpose ? M : N, n = transpose ? N : M;  // r real rows; n - r dummies (auction.h)
+  const int32_t dummy = static_cast<int32_t>(r);               // the row id the dummies bid under
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const scalar_t* src = cost + b * sb;
 
   int64_t* price = reinterpret_cast<int64_t*>(dynamic_smem());
   unsigned long long* best = reinterpret_cast<unsigned long long*>(price + n);
   int32_t* owner = reinterpret_cast<int32_t*>(best + n);
-  int32_t* col_of = owner + n;
-  int32_t* bidders = col_of + n;
-  int32_t* lv = kSharedLevels ? bidders + n : workspace + b * n * n;
+  int32_t* col_of = owner + n;   // real rows only
+  int32_t* bidders = col_of + n;  // unassigned real rows
+  int32_t* rank = bidders + n;    // a column's place in the dummies' order, this round
+  int32_t* lv = kSharedLevels ? rank + n : workspace + b * r * n;
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
-  __shared__ int nbidders, fail;
-  __shared__ int64_t chain_end;  // the round count after a chain, for every thread
+  __shared__ int nbidders, held, fail;  // held: columns the dummies hold
+  __shared__ int64_t chain_end;         // the round count after a chain, for every thread
+  __shared__ int64_t pool_price;        // the price of the cheapest column the dummies leave
 
   // 1. One pass for the value range, validity and integrality of the benefits.
   au::Stats st = au::stats_init();
@@ -112,15 +116,10 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   }
   const au::Scale sc = sc_shared;
 
-  // 2. Quantise; padding rows get level 0.
-  for (int64_t k = tid; k < n * n; k += kThreads) {
-    const int64_t i = k / n;
-    if (i < r) {
-      const double v = static_cast<double>(src[i * rs + (k % n) * cs]);
-      lv[k] = au::level(maximize ? v : -v, sc);
-    } else {
-      lv[k] = 0;
-    }
+  // 2. Quantise the real rows.
+  for (int64_t k = tid; k < r * n; k += kThreads) {
+    const double v = static_cast<double>(src[(k / n) * rs + (k % n) * cs]);
+    lv[k] = au::level(maximize ? v : -v, sc);
   }
   for (int64_t j = tid; j < n; j += kThreads) {
     price[j] = 0;
@@ -132,26 +131,33 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
     for (int64_t j = tid; j < n; j += kThreads) {
       owner[j] = -1;
-      col_of[j] = -1;
-      bidders[j] = static_cast<int32_t>(j);
+      if (j < r) {
+        col_of[j] = -1;
+        bidders[j] = static_cast<int32_t>(j);
+      }
     }
-    if (tid == 0) nbidders = static_cast<int>(n);
+    if (tid == 0) {
+      nbidders = static_cast<int>(r);
+      held = 0;
+    }
     __syncthreads();
-    while (nbidders > 0 && fail == kOk) {
+    while ((nbidders > 0 || held < n - r) && fail == kOk) {
       const int nb = nbidders;
-      __syncthreads();  // every thread has read nbidders and fail before this round changes them
-      if (nb == 1) {
+      const int64_t u = n - r - held;  // unassigned dummies
+      __syncthreads();  // every thread has read nbidders, held and fail before this round changes them
+      if (nb + (u > 0) == 1 && u <= 1) {
         // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
-        // follows the displaced row, with no block barrier per round. Every lane computes the
-        // same bid from the broadcast Top2; lane 0 alone writes.
+        // follows the displaced row (or dummy), with no block barrier per round. Every lane
+        // computes the same bid from the broadcast Top2; lane 0 alone writes.
         if (warp == 0) {
           int64_t chain_rounds = rounds;
-          for (int32_t i = bidders[0]; i >= 0;) {
+          for (int32_t i = u > 0 ? dummy : bidders[0]; i >= 0;) {
             if (++chain_rounds > au::kMaxRounds) {
               if (lane == 0) fail = kNoConvergence;
               break;
             }
-            au::Top2 t = warp_top2(au::row_top2(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32));
+            const int32_t* row = i < r ? lv + static_cast<int64_t>(i) * n : nullptr;
+            au::Top2 t = warp_top2(au::row_top2(row, price, n, sc, lane, 32));
             t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
             t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
             t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
@@ -162,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
             }
             const int32_t displaced = owner[t.j1];
             __syncwarp();  // every lane has read price and owner before lane 0 changes them
-            if (lane == 0) au::award(price, owner, col_of, t.j1, i, bid);
+            if (lane == 0) au::award(price, owner, col_of, dummy, t.j1, i, bid);
             __syncwarp();  // lane 0's writes are visible to the next bid
             i = displaced;
           }
@@ -188,18 +194,37 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
           }
         }
       }
+      if (u > 0) {  // the dummies' order at round-start prices: rank[j] = columns cheaper than j
+        for (int64_t j = tid; j < n; j += kThreads) {
+          int32_t cheaper = 0;
+          for (int64_t k = 0; k < n; ++k) cheaper += au::cheaper(price, k, j);
+          rank[j] = cheaper;
+          if (cheaper == u) pool_price = price[j];
+        }
+      }
       __syncthreads();
       for (int64_t j = tid; j < n; j += kThreads) {  // each column goes to its highest bidder
-        const unsigned long long w = best[j];
+        unsigned long long w = best[j];
+        if (u > 0 && rank[j] < u) {  // the pool's bid for one of the u cheapest columns
+          const int64_t bid = pool_price + eps;
+          if (bid >= au::kPriceLimit) atomicExch(&fail, static_cast<int>(kOverflow));
+          const unsigned long long pool = au::pack_bid(bid, dummy);
+          w = pool > w ? pool : w;
+        }
         if (w == 0ull) continue;
         best[j] = 0ull;
-        au::award(price, owner, col_of, static_cast<int32_t>(j), static_cast<int32_t>(au::bid_row(w)), au::bid_price(w));
+        au::award(price, owner, col_of, dummy, static_cast<int32_t>(j), static_cast<int32_t>(au::bid_row(w)),
+                  au::bid_price(w));
       }
-      if (tid == 0) nbidders = 0;
+      if (tid == 0) {
+        nbidders = 0;
+        held = 0;
+      }
       __syncthreads();
-      for (int64_t i = tid; i < n; i += kThreads) {
+      for (int64_t j = tid; j < n; j += kThreads) {
         // Order in the list is irrelevant: a round's outcome does not depend on it.
-        if (col_of[i] < 0) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(i);
+        if (j < r && col_of[j] < 0) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
+        if (owner[j] == dummy) atomicAdd(&held, 1);
       }
       __syncthreads();
     }
@@ -249,17 +274,18 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   int max_smem = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, cost_in.get_device()));
   const int64_t static_smem = 1024;  // the kernel's __shared__ scalars, with room to spare
-  TORCH_CHECK_VALUE(n <= au::kMaxN && smem_bytes(n, false) + static_smem <= max_smem, op,
+  const int64_t r = std::min(N, M);
+  TORCH_CHECK_VALUE(n <= au::kMaxN && smem_bytes(r, n, false) + static_smem <= max_smem, op,
                     ": the CUDA auction supports max(N, M) up to ",
-                    std::min<int64_t>(au::kMaxN, (max_smem - static_smem) / smem_bytes(1, false)),
+                    std::min<int64_t>(au::kMaxN, (max_smem - static_smem) / smem_bytes(0, 1, false)),
                     " on this device, got shape ", cost_in.sizes(), "; solve larger problems on the CPU");
   const at::Tensor cost = cost_in.reshape({-1, N, M});
   const int64_t batch = cost.size(0);
-  const bool shared_levels = smem_bytes(n, true) + static_smem <= max_smem;
+  const bool shared_levels = smem_bytes(r, n, true) + static_smem <= max_smem;
   // Sized from shapes only, never from device data.
-  at::Tensor workspace = shared_levels ? at::Tensor() : at::empty({batch, n, n}, cost.options().dtype(at::kInt));
+  at::Tensor workspace = shared_levels ? at::Tensor() : at::empty({batch, r, n}, cost.options().dtype(at::kInt));
   at::Tensor status = at::empty({batch}, cost.options().dtype(at::kInt));
-  const int64_t smem = smem_bytes(n, shared_levels);
+  const int64_t smem = smem_bytes(r, n, shared_levels);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
     BOOL_SWITCH(shared_levels, kShared, [&] {

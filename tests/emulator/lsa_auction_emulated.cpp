@@ -16,15 +16,16 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
             int shared_levels, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status, char* err, int errlen) {
   namespace k = ata_ext;
   const int64_t n = std::max(N, M);
-  std::vector<int32_t> workspace(shared_levels ? 0 : batch * n * n);
+  const int64_t r = std::min(N, M);
+  std::vector<int32_t> workspace(shared_levels ? 0 : batch * r * n);
   const auto* src = static_cast<const scalar_t*>(cost);
   try {
     if (shared_levels) {
-      emu::launch(batch, k::kThreads, k::smem_bytes(n, true), seed, max_sweeps, [&] {
+      emu::launch(batch, k::kThreads, k::smem_bytes(r, n, true), seed, max_sweeps, [&] {
         k::auction_kernel<scalar_t, true>(src, N, M, sb, s0, s1, maximize != 0, nullptr, out, status);
       });
     } else {
-      emu::launch(batch, k::kThreads, k::smem_bytes(n, false), seed, max_sweeps, [&] {
+      emu::launch(batch, k::kThreads, k::smem_bytes(r, n, false), seed, max_sweeps, [&] {
         k::auction_kernel<scalar_t, false>(src, N, M, sb, s0, s1, maximize != 0, workspace.data(), out, status);
       });
     }
