@@ -4,6 +4,7 @@ Measures, answers checked against scipy on a sample first:
   - batch sweep at N=196 (1, 8, 64, 224, 4096), uniform and video-like, CUDA vs CPU solver vs scipy
   - N sweep (49 to 2048) at a fixed amount of work, to show where the CPU path wins
   - 4096 x 196x196 and 64 x 784x784: time and problems per second
+  - rectangular batches (DETR-style 100 queries x 10 targets, 300 x 20, 150 x 196)
   - the share of the op's time spent in the kernel (the rest: validation sync, allocation,
     launch) and the kernel's achieved read bandwidth on the cost tensor.
 Writes a JSON file and prints a table.
@@ -19,11 +20,11 @@ import ata_ext
 from ata_ext.testing import assert_optimal, video_similarity
 
 
-def problems(kind, batch, n, seed=0):
+def problems(kind, batch, n, m=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     if kind == "video":
         return video_similarity(batch, n, generator=g), True
-    return torch.rand(batch, n, n, generator=g), False
+    return torch.rand(batch, n, m or n, generator=g), False
 
 
 def cuda_time(fn, reps=20):
@@ -87,13 +88,13 @@ def main():
     dev = torch.cuda.get_device_name()
     rows = []
 
-    def record(kind, batch, n, scipy_too=True):
-        cost, mx = problems(kind, batch, n)
+    def record(kind, batch, n, m=None, scipy_too=True):
+        cost, mx = problems(kind, batch, n, m)
         gpu = cost.cuda()
         out = ata_ext.linear_sum_assignment(gpu, maximize=mx).cpu()
         sample = torch.arange(0, batch, max(1, batch // 8))
         assert_optimal(cost[sample].double(), out[sample], mx, algorithm="auction")
-        row = {"case": kind, "batch": batch, "n": n}
+        row = {"case": kind, "batch": batch, "n": n, "m": m or n}
         row["cuda_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx))
         row["cuda_nocheck_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx, check=False))
         row["cpu_s"] = cpu_time(lambda: ata_ext.linear_sum_assignment(cost, maximize=mx))
@@ -107,7 +108,7 @@ def main():
         row["problems_per_s"] = batch / row["cuda_s"]
         rows.append(row)
         sp = f"{row['scipy_s'] / row['cuda_s']:8.1f}x" if scipy_too else "       -"
-        print(f"{kind:<8}{batch:>6}{n:>6} cuda {row['cuda_s'] * 1e3:9.3f} ms (no check {row['cuda_nocheck_s'] * 1e3:8.3f})"
+        print(f"{kind:<8}{batch:>6}{n:>6}{m or n:>6} cuda {row['cuda_s'] * 1e3:9.3f} ms (no check {row['cuda_nocheck_s'] * 1e3:8.3f})"
               f"  cpu {row['cpu_s'] * 1e3:9.2f} ms  vs scipy {sp}  cpu/cuda {row['cpu_s'] / row['cuda_s']:6.2f}x"
               f"  kernel {100 * (row['kernel_share'] or 0):5.1f}%  {row['problems_per_s']:10.0f} problems/s", flush=True)
 
@@ -117,6 +118,8 @@ def main():
             record(kind, batch, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)
+    for batch, n, m in ((64, 100, 10), (256, 300, 20), (64, 150, 196)):
+        record("uniform", batch, n, m)
     with open(a.out, "w") as f:
         json.dump({"device": dev, "torch": torch.__version__, "cuda": torch.version.cuda, "rows": rows}, f, indent=1)
 
