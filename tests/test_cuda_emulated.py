@@ -24,6 +24,7 @@ from ata_ext.testing import assert_optimal, video_similarity
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 OK, INVALID, INFEASIBLE = 0, 1, 2
+DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3}
 MAX_SWEEPS = 3_000_000  # scheduler steps per launch; the largest case here needs well under a tenth
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the emulator uses Linux ucontext")
@@ -57,13 +58,13 @@ def lib(tmp_path_factory):
 
 
 def emulated_auction(lib, cost, maximize=False, shared_levels=True, seed=0):
-    """The CUDA auction kernel on cost (batch, N, M) float32/float64, any strides: (out, status)."""
-    assert cost.dtype in (torch.float32, torch.float64) and cost.dim() == 3
+    """The CUDA auction kernel on cost (batch, N, M), a floating dtype, any strides: (out, status)."""
+    assert cost.dtype in DTYPE_CODES and cost.dim() == 3
     batch, n, m = cost.shape
     out = torch.full((batch, n), -1, dtype=torch.long)  # as the CUDA launcher prepares it
     status = torch.full((batch,), -7, dtype=torch.int32)
     err = ctypes.create_string_buffer(2048)
-    rc = lib.emu_auction(cost.data_ptr(), 0 if cost.dtype == torch.float32 else 1, batch, n, m, *cost.stride(),
+    rc = lib.emu_auction(cost.data_ptr(), DTYPE_CODES[cost.dtype], batch, n, m, *cost.stride(),
                          int(maximize), int(shared_levels), seed, MAX_SWEEPS, out.data_ptr(), status.data_ptr(), err,
                          len(err))
     assert rc == 0, err.value.decode()
@@ -76,7 +77,8 @@ def families(g):
     yield torch.randint(0, 4, (3, 30, 30), generator=g).float(), False  # ties
     yield torch.full((2, 40, 40), 3.0), True  # constant
     yield torch.rand(3, 20, 35, generator=g).double(), False  # N < M
-    yield torch.rand(3, 35, 20, generator=g), True  # N > M
+    yield torch.rand(3, 35, 20, generator=g).half(), True  # N > M, float16
+    yield (torch.rand(2, 40, 40, generator=g) * 1e6).bfloat16(), False
     yield torch.rand(2, 40, 40, generator=g).double() * 1e12 - 5e11, False  # huge range
     yield 1 + torch.rand(2, 40, 40, generator=g).double() * 1e-9, True  # tiny gaps
     c = torch.rand(3, 30, 30, generator=g)

@@ -7,6 +7,9 @@
 
 #include "cuda/lsa_auction_cuda.cu"
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
 #include <cstdio>
 
 namespace {
@@ -38,13 +41,21 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
 
 }  // namespace
 
-// cost: (batch, N, M) float32 (dtype 0) or float64 (dtype 1) with element strides sb, s0, s1;
-// out: batch * N int64 filled with -1 by the caller (as the CUDA launcher does); status: batch.
-// max_sweeps bounds the emulation (a kernel that would spin). Returns 0, or 1 with the
-// emulator's error in err (a hang, a divergent barrier, the budget spent).
+// cost: (batch, N, M) float32, float64, float16 or bfloat16 (dtype 0, 1, 2, 3) with element
+// strides sb, s0, s1; out: batch * N int64 filled with -1 by the caller (as the CUDA launcher
+// does); status: batch. max_sweeps bounds the emulation (a kernel that would spin). Returns 0, or
+// 1 with the emulator's error in err (a hang, a divergent barrier, the budget spent).
 extern "C" int emu_auction(const void* cost, int dtype, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0,
-                           int64_t s1, int maximize, int shared_levels, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status,
-                           char* err, int errlen) {
-  return dtype == 0 ? auction<float>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, seed, max_sweeps, out, status, err, errlen)
-                    : auction<double>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, seed, max_sweeps, out, status, err, errlen);
+                           int64_t s1, int maximize, int shared_levels, uint64_t seed, int64_t max_sweeps, int64_t* out,
+                           int32_t* status, char* err, int errlen) {
+  const auto run = [&](auto tag) {
+    return auction<decltype(tag)>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, seed, max_sweeps, out, status,
+                                  err, errlen);
+  };
+  switch (dtype) {
+    case 0: return run(float{});
+    case 1: return run(double{});
+    case 2: return run(c10::Half{});
+    default: return run(c10::BFloat16{});
+  }
 }
