@@ -26,6 +26,39 @@ def video_similarity(batch, n, channels=64, noise=0.3, generator=None):
     return a @ b.transpose(1, 2)
 
 
+def solver_families(generator, large=False):
+    """Yields (cost, maximize) batches that stress a batched solver: random, video-like, ties,
+    constant, rectangular both ways (DETR-like too), float16/bfloat16/float64, huge ranges, tiny
+    gaps, forbidden pairs, long auction chains and tiny shapes. large=False keeps the batches small
+    (for slow paths such as the CUDA emulator); large=True gives the GPU tests' batch sizes."""
+    g = generator
+
+    def b(small, big):
+        return big if large else small
+
+    yield torch.rand(b(3, 64), 49, 49, generator=g), False
+    yield video_similarity(b(2, 32), 196, generator=g), True
+    yield torch.randint(0, 4, (b(3, 16), 30, 30), generator=g).float(), False  # ties
+    yield torch.full((b(2, 4), 40, 40), 3.0), True  # constant
+    yield torch.rand(b(3, 8), 20, 35, generator=g).double(), False  # N < M
+    yield torch.rand(b(3, 8), 35, 20, generator=g).half(), True  # N > M, float16
+    yield (torch.rand(b(2, 8), 40, 40, generator=g) * 1e6).bfloat16(), False
+    yield torch.rand(b(2, 8), 40, 40, generator=g).double() * 1e12 - 5e11, False  # huge range
+    yield 1 + torch.rand(b(2, 8), 40, 40, generator=g).double() * 1e-9, True  # tiny gaps
+    for n, m in ((30, 30), (20, 30)):  # forbidden pairs (+inf), still feasible
+        c = torch.rand(b(3, 8), n, m, generator=g).double()
+        c[torch.rand(c.shape, generator=g) < 0.45] = float("inf")
+        c[:, torch.arange(n), torch.arange(n)] = 0.5
+        yield c, False
+    yield torch.rand(b(1, 8), 64, 64, generator=g), False  # long single-bidder chains in the auction
+    yield torch.rand(b(2, 64), 60, 7, generator=g), False  # DETR-like: few targets, many queries
+    yield torch.randint(0, 3, (b(2, 8), 12, 40), generator=g).float(), True  # rectangular with ties
+    yield torch.rand(2, 1, 1, generator=g), False
+    yield torch.rand(2, 1, 5, generator=g), True
+    yield torch.rand(2, 5, 1, generator=g), False
+    yield torch.rand(2, 2, 2, generator=g).double(), True
+
+
 def objective(cost, cols):
     """Total of cost[i, cols[i]] over assigned rows, in float64 on the CPU. Checks that cols is a
     valid partial assignment covering min(N, M) rows with distinct columns."""

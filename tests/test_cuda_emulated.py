@@ -19,7 +19,7 @@ import torch
 
 import ata_ext
 from ata_ext._ops import ops
-from ata_ext.testing import assert_optimal, video_similarity
+from ata_ext.testing import assert_optimal, solver_families
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -71,37 +71,10 @@ def emulated_auction(lib, cost, maximize=False, shared_levels=True, seed=0):
     return out, status
 
 
-def families(g):
-    yield torch.rand(3, 49, 49, generator=g), False
-    yield video_similarity(2, 196, generator=g), True
-    yield torch.randint(0, 4, (3, 30, 30), generator=g).float(), False  # ties
-    yield torch.full((2, 40, 40), 3.0), True  # constant
-    yield torch.rand(3, 20, 35, generator=g).double(), False  # N < M
-    yield torch.rand(3, 35, 20, generator=g).half(), True  # N > M, float16
-    yield (torch.rand(2, 40, 40, generator=g) * 1e6).bfloat16(), False
-    yield torch.rand(2, 40, 40, generator=g).double() * 1e12 - 5e11, False  # huge range
-    yield 1 + torch.rand(2, 40, 40, generator=g).double() * 1e-9, True  # tiny gaps
-    c = torch.rand(3, 30, 30, generator=g)
-    c[torch.rand(3, 30, 30, generator=g) < 0.4] = float("inf")
-    c[:, torch.arange(30), torch.arange(30)] = 1.0  # forbidden pairs, still feasible
-    yield c, False
-    yield torch.rand(1, 64, 64, generator=g), False  # long single-bidder chains
-    yield torch.rand(2, 60, 7, generator=g), False  # DETR-like: the dummies' pool does most bidding
-    yield torch.randint(0, 3, (2, 12, 40), generator=g).float(), True  # rectangular with ties
-    c = torch.rand(2, 20, 30, generator=g).double()
-    c[torch.rand(2, 20, 30, generator=g) < 0.5] = float("inf")
-    c[:, torch.arange(20), torch.arange(20)] = 0.5
-    yield c, False  # rectangular with forbidden pairs
-    yield torch.rand(2, 1, 1, generator=g), False
-    yield torch.rand(2, 1, 5, generator=g), True
-    yield torch.rand(2, 5, 1, generator=g), False
-    yield torch.rand(2, 2, 2, generator=g).double(), True
-
-
 @pytest.mark.parametrize("shared_levels", [True, False], ids=["shared", "global"])
 def test_kernel_bit_identical_to_twin(lib, shared_levels):
     g = torch.Generator().manual_seed(0)
-    for cost, mx in families(g):
+    for cost, mx in solver_families(g):
         twin = ata_ext.linear_sum_assignment(cost, mx, algorithm="auction")
         for seed in (0, 1):
             out, status = emulated_auction(lib, cost, mx, shared_levels, seed)

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ata_ext
-from ata_ext.testing import FLOAT_DTYPES, INT_DTYPES, assert_optimal, devices, objective, video_similarity
+from ata_ext.testing import (FLOAT_DTYPES, INT_DTYPES, assert_optimal, devices, objective, solver_families,
+                             video_similarity)
 
 # (device, algorithm) pairs: every CPU solver, and the default solver on each GPU.
 SOLVERS = [("cpu", "jv"), ("cpu", "auction")] + [(d, "auto") for d in devices() if d != "cpu"]
@@ -356,3 +357,13 @@ def test_auction_extreme_magnitudes(scale, maximize):
     for seed in range(20):
         cost = torch.rand(7, 9, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * scale
         check_optimal("cpu", "auction", cost, solve(cost, maximize, algorithm="auction"), maximize)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_solver_families_optimal(device, algorithm):
+    # The batches the CUDA kernel is checked on against its twin (test_lsa_cuda, the emulator):
+    # every solver must be optimal on them as well.
+    for cost, mx in solver_families(torch.Generator().manual_seed(8), large=True):
+        cols = solve(cost, mx, device, algorithm)
+        for k in range(cost.shape[0]):
+            check_optimal(device, algorithm, cost[k].double(), cols[k], mx)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import ata_ext
-from ata_ext.testing import assert_optimal, video_similarity
+from ata_ext.testing import assert_optimal, solver_families, video_similarity
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -22,24 +22,10 @@ def twin_and_gpu(cost, maximize=False):
     return cpu, gpu
 
 
-def families(g):
-    yield torch.rand(64, 49, 49, generator=g), False
-    yield video_similarity(32, 196, generator=g), True
-    yield torch.randint(0, 4, (16, 30, 30), generator=g).float(), False  # ties
-    yield torch.full((4, 50, 50), 3.0), True  # constant
-    yield torch.rand(8, 20, 35, generator=g).double(), False  # N < M
-    yield torch.rand(8, 35, 20, generator=g).half(), True  # N > M, fp16
-    yield (torch.rand(8, 40, 40, generator=g) * 1e6).bfloat16(), False
-    c = torch.rand(8, 30, 30, generator=g)
-    c[torch.rand(8, 30, 30, generator=g) < 0.4] = float("inf")
-    c[:, torch.arange(30), torch.arange(30)] = 1.0  # keep it feasible
-    yield c, False
-
-
 @cuda
 def test_bit_identical_to_twin():
     g = torch.Generator().manual_seed(0)
-    for cost, mx in families(g):
+    for cost, mx in solver_families(g, large=True):
         cpu, gpu = twin_and_gpu(cost, mx)
         assert torch.equal(cpu, gpu), (cost.shape, cost.dtype, mx)
         assert_optimal(cost.double(), gpu, mx, algorithm="auction")
