@@ -48,7 +48,7 @@ def lib(tmp_path_factory):
     lib = ctypes.CDLL(str(out))
     i64, vp = ctypes.c_int64, ctypes.c_void_p
     lib.emu_auction.argtypes = [vp, ctypes.c_int, i64, i64, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int,
-                                ctypes.c_uint64, i64, vp, vp, ctypes.c_char_p, ctypes.c_int]
+                                ctypes.c_int, ctypes.c_uint64, i64, vp, vp, ctypes.c_char_p, ctypes.c_int]
     lib.emu_auction.restype = ctypes.c_int
     cint = ctypes.c_int
     lib.emu_copy_rows.argtypes = [vp, vp, vp, i64, i64, i64, i64, cint, cint, cint, ctypes.c_uint64, vp,
@@ -57,27 +57,29 @@ def lib(tmp_path_factory):
     return lib
 
 
-def emulated_auction(lib, cost, maximize=False, shared_levels=True, seed=0):
-    """The CUDA auction kernel on cost (batch, N, M), a floating dtype, any strides: (out, status)."""
+def emulated_auction(lib, cost, maximize=False, shared_levels=True, wide=False, seed=0):
+    """The CUDA auction kernel on cost (batch, N, M), a floating dtype, any strides: (out, status).
+    shared_levels / wide pick the instantiation (levels in shared memory; 1024 threads)."""
     assert cost.dtype in DTYPE_CODES and cost.dim() == 3
     batch, n, m = cost.shape
     out = torch.full((batch, n), -1, dtype=torch.long)  # as the CUDA launcher prepares it
     status = torch.full((batch,), -7, dtype=torch.int32)
     err = ctypes.create_string_buffer(2048)
     rc = lib.emu_auction(cost.data_ptr(), DTYPE_CODES[cost.dtype], batch, n, m, *cost.stride(),
-                         int(maximize), int(shared_levels), seed, MAX_SWEEPS, out.data_ptr(), status.data_ptr(), err,
+                         int(maximize), int(shared_levels), int(wide), seed, MAX_SWEEPS, out.data_ptr(), status.data_ptr(), err,
                          len(err))
     assert rc == 0, err.value.decode()
     return out, status
 
 
+@pytest.mark.parametrize("wide", [False, True], ids=["256", "1024"])
 @pytest.mark.parametrize("shared_levels", [True, False], ids=["shared", "global"])
-def test_kernel_bit_identical_to_twin(lib, shared_levels):
+def test_kernel_bit_identical_to_twin(lib, shared_levels, wide):
     g = torch.Generator().manual_seed(0)
     for cost, mx in solver_families(g):
         twin = ata_ext.linear_sum_assignment(cost, mx, algorithm="auction")
         for seed in (0, 1):
-            out, status = emulated_auction(lib, cost, mx, shared_levels, seed)
+            out, status = emulated_auction(lib, cost, mx, shared_levels, wide, seed)
             assert bool((status == OK).all()), (tuple(cost.shape), status)
             assert torch.equal(out, twin), (tuple(cost.shape), cost.dtype, mx, seed)
         for k in range(cost.shape[0]):
@@ -87,7 +89,7 @@ def test_kernel_bit_identical_to_twin(lib, shared_levels):
 def test_kernel_reads_strided_costs(lib):
     base = torch.rand(3, 25, 40, generator=torch.Generator().manual_seed(3))
     for cost in (base.transpose(1, 2), base[:, ::2, 5:30]):  # N > M transposed; a strided slice
-        out, status = emulated_auction(lib, cost, seed=2)
+        out, status = emulated_auction(lib, cost, wide=True, seed=2)
         assert bool((status == OK).all())
         assert torch.equal(out, ata_ext.linear_sum_assignment(cost, algorithm="auction"))
 

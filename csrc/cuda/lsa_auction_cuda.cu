@@ -26,8 +26,10 @@ namespace {
 
 namespace au = auction;
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+// Threads per block. A problem whose shared memory leaves room for only one block per SM (a
+// 196 x 196 problem takes 160 KB) gets 1024 threads, so that the SM still has 32 warps to hide
+// memory latency with and 32 bidders run at once; smaller problems get 256 and share the SM.
+constexpr int block_threads(bool wide) { return wide ? 1024 : 256; }
 
 #ifndef ATA_EXT_CUDA_EMULATOR
 __device__ __forceinline__ unsigned char* dynamic_smem() {
@@ -68,11 +70,12 @@ inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels) {
 
 // One block solves problem blockIdx.x. Levels live in shared memory (kSharedLevels) or in this
 // problem's slice of a global workspace (larger problems).
-template <typename scalar_t, bool kSharedLevels>
-__global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
+template <typename scalar_t, bool kSharedLevels, bool kWide>
+__global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
                                                            int64_t sb, int64_t s0, int64_t s1, bool maximize,
                                                            int32_t* __restrict__ workspace, int64_t* __restrict__ out,
                                                            int32_t* __restrict__ status) {
+  constexpr int kThreads = block_threads(kWide), kWarps = kThreads / 32;
   const int64_t b = blockIdx.x;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const bool transpose = N > M;
@@ -94,10 +97,16 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
   __shared__ int64_t chain_end;         // the round count after a chain, for every thread
   __shared__ int64_t pool_price;        // the price of the cheapest column the dummies leave
 
-  // 1. One pass for the value range, validity and integrality of the benefits.
+  // 1. One pass for the value range, validity and integrality of the benefits. Values of 4 bytes
+  // are also kept where their levels will go (each thread the same k in both passes), so the
+  // cost is read from global memory once.
+  constexpr bool kStash = sizeof(scalar_t) == sizeof(int32_t);
+  scalar_t* stash = reinterpret_cast<scalar_t*>(lv);
   au::Stats st = au::stats_init();
   for (int64_t k = tid; k < r * n; k += kThreads) {
-    const double v = static_cast<double>(src[(k / n) * rs + (k % n) * cs]);
+    const scalar_t x = src[(k / n) * rs + (k % n) * cs];
+    if constexpr (kStash) stash[k] = x;
+    const double v = static_cast<double>(x);
     au::stats_add(st, maximize ? v : -v);
   }
   st = warp_stats(st);
@@ -118,7 +127,7 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
 
   // 2. Quantise the real rows.
   for (int64_t k = tid; k < r * n; k += kThreads) {
-    const double v = static_cast<double>(src[(k / n) * rs + (k % n) * cs]);
+    const double v = static_cast<double>(kStash ? stash[k] : src[(k / n) * rs + (k % n) * cs]);
     lv[k] = au::level(maximize ? v : -v, sc);
   }
   for (int64_t j = tid; j < n; j += kThreads) {
@@ -254,12 +263,12 @@ __global__ void __launch_bounds__(kThreads) auction_kernel(const scalar_t* __res
 #ifndef ATA_EXT_CUDA_EMULATOR
 // Raises the kernel's dynamic shared-memory limit to the device's opt-in maximum once per device,
 // so that no later call (one being captured into a CUDA graph, say) needs the attribute call.
-template <typename scalar_t, bool kShared>
+template <typename scalar_t, bool kShared, bool kWide>
 void opt_in_smem(int device, int max_smem) {
   static std::once_flag flags[64];
   TORCH_CHECK(device >= 0 && device < 64, "lsa_auction: device index ", device, " out of range");
   std::call_once(flags[device], [&] {
-    C10_CUDA_CHECK(cudaFuncSetAttribute(auction_kernel<scalar_t, kShared>,
+    C10_CUDA_CHECK(cudaFuncSetAttribute(auction_kernel<scalar_t, kShared, kWide>,
                                         cudaFuncAttributeMaxDynamicSharedMemorySize, max_smem));
   });
 }
@@ -271,8 +280,9 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   const int64_t N = cost_in.size(-2), M = cost_in.size(-1);
   if (out.numel() == 0 || M == 0) return out;
   const int64_t n = std::max(N, M);
-  int max_smem = 0;
+  int max_smem = 0, smem_per_sm = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, cost_in.get_device()));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, cost_in.get_device()));
   const int64_t static_smem = 1024;  // the kernel's __shared__ scalars, with room to spare
   const int64_t r = std::min(N, M);
   TORCH_CHECK_VALUE(n <= au::kMaxN && smem_bytes(r, n, false) + static_smem <= max_smem, op,
@@ -286,14 +296,17 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   at::Tensor workspace = shared_levels ? at::Tensor() : at::empty({batch, r, n}, cost.options().dtype(at::kInt));
   at::Tensor status = at::empty({batch}, cost.options().dtype(at::kInt));
   const int64_t smem = smem_bytes(r, n, shared_levels);
+  const bool wide = 2 * (smem + static_smem) > smem_per_sm;  // one block per SM (block_threads)
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
     BOOL_SWITCH(shared_levels, kShared, [&] {
-      opt_in_smem<scalar_t, kShared>(cost.get_device(), max_smem - static_cast<int>(static_smem));
-      auction_kernel<scalar_t, kShared><<<static_cast<unsigned>(batch), kThreads, smem, stream>>>(
-          cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
-          shared_levels ? nullptr : workspace.data_ptr<int32_t>(), out.data_ptr<int64_t>(), status.data_ptr<int32_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      BOOL_SWITCH(wide, kWide, [&] {
+        opt_in_smem<scalar_t, kShared, kWide>(cost.get_device(), max_smem - static_cast<int>(static_smem));
+        auction_kernel<scalar_t, kShared, kWide><<<static_cast<unsigned>(batch), block_threads(kWide), smem, stream>>>(
+            cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
+            shared_levels ? nullptr : workspace.data_ptr<int32_t>(), out.data_ptr<int64_t>(), status.data_ptr<int32_t>());
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
   });
   if (check) {  // the one documented host sync; check=false keeps the op capturable
