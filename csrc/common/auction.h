@@ -13,13 +13,15 @@
 //     all read from the prices at the start of the round. Each column takes the highest packed
 //     (bid << kRowBits | row) word (ties go to the higher row), which on the GPU is one 64-bit
 //     atomicMax: the outcome of a round does not depend on thread timing.
-//     The dummies are identical, so they bid as one pool (Bertsekas' "similar persons"): with u of
-//     them unassigned, the u cheapest columns (ties: lower index first) each get the bid
-//     p_u + eps under row id r, p_u the price of the next cheapest column. Every dummy that wins
-//     is then within eps of its best column, as a single bid would leave it, but one round places
-//     them all. Rounds (chain steps included) on uniform random costs, dummies bidding one by one
-//     vs as a pool: 7 x 100 14,745 vs 11; 100 x 7 18,458 vs 6,199; 150 x 196 45,322 vs 16,293.
-//     With u = 1 the pool's bid is exactly a single dummy's.
+//     The dummies are identical, so they bid as one pool (Bertsekas' "similar persons"). With u of
+//     them unassigned, let L be the price of the (u+1)-th cheapest column the pool does not hold
+//     (ties: lower index first). The pool bids L + eps, under row id r, on the u cheapest columns
+//     it does not hold and on every column it holds priced below L (there a dummy displaces a
+//     dummy: only the price moves). Every dummy then holds a column within eps of the cheapest,
+//     as single bids would leave it, but in one round: bidding one by one, dummies outbid each
+//     other for the cheapest columns eps at a time. Rounds (chain steps included) on uniform
+//     random costs, dummies one by one vs as this pool: 7 x 100 14,745 vs 10; 100 x 7 18,458
+//     vs 10; 150 x 196 45,322 vs 261.
 //     A round with a single bidder (one real row, or one dummy) displaces at most one row, which
 //     is then the only bidder of the next round: from there to the end of the phase the rounds
 //     form a chain of single bids. Both solvers run that chain as a plain loop (on the GPU one
@@ -180,12 +182,17 @@ C10_HOST_DEVICE inline Top2 top2_merge(Top2 a, const Top2& b) {
 }
 
 // Top2 of one row's values scaled(row[j]) - price[j] over the columns j = first, first + stride, ...
-// (a lane's share on the GPU, the whole row on the CPU). row == nullptr is a dummy: benefit 0.
+// (a lane's share on the GPU, the whole row on the CPU). row == nullptr is a dummy (benefit 0),
+// which looks only at the columns the pool does not hold (owner[j] != dummy).
 C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, int64_t n, const Scale& sc,
-                                     int64_t first, int64_t stride) {
+                                     int64_t first, int64_t stride, const int32_t* owner, int32_t dummy) {
   Top2 t = top2_init();
   for (int64_t j = first; j < n; j += stride) {
-    top2_add(t, (row ? scaled(row[j], sc) : 0) - price[j], static_cast<int32_t>(j));
+    if (row) {
+      top2_add(t, scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
+    } else if (owner[j] != dummy) {
+      top2_add(t, -price[j], static_cast<int32_t>(j));
+    }
   }
   return t;
 }

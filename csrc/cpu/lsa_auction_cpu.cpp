@@ -21,7 +21,7 @@ struct AuctionState {
   std::vector<int32_t> owner, col_of;    // row holding each column (r: a dummy), column of each real row
   std::vector<unsigned long long> best;  // highest packed bid per column this round (0: none)
   std::vector<int32_t> bidders;          // unassigned real rows
-  std::vector<int32_t> order;            // columns in the dummies' order (auction.h)
+  std::vector<int32_t> order;            // columns the pool does not hold, in its order (auction.h)
 };
 
 LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
@@ -49,27 +49,39 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
       if (s.bidders.size() + (u > 0) == 1 && u <= 1) {  // the chain of single bids that ends the phase
         for (int32_t i = u > 0 ? dummy : s.bidders[0]; i >= 0;) {
           if (++rounds > au::kMaxRounds) return kNoConvergence;
-          const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1);
+          const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy);
           const int64_t b = au::bid(t, s.price[t.j1], eps);
           if (b >= au::kPriceLimit) return kOverflow;
+          if (i == dummy) {  // the pool's bid with u = 1: also its columns below L = b - eps
+            for (int64_t j = 0; j < n; ++j) {
+              if (s.owner[j] == dummy && s.price[j] < b - eps) s.price[j] = b;
+            }
+          }
           i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), dummy, t.j1, i, b);
         }
         break;
       }
       if (++rounds > au::kMaxRounds) return kNoConvergence;
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
-        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1);
+        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy);
         const int64_t b = au::bid(t, s.price[t.j1], eps);
         if (b >= au::kPriceLimit) return kOverflow;
         s.best[t.j1] = std::max(s.best[t.j1], au::pack_bid(b, i));
       }
-      if (u > 0) {  // the dummies' pool bid: the u cheapest columns, at the next one's price + eps
-        std::iota(s.order.begin(), s.order.end(), 0);
+      if (u > 0) {  // the dummies' pool bid (auction.h)
+        s.order.clear();  // the columns the pool does not hold: u + r of them
+        for (int64_t j = 0; j < n; ++j) {
+          if (s.owner[j] != dummy) s.order.push_back(static_cast<int32_t>(j));
+        }
         std::nth_element(s.order.begin(), s.order.begin() + u, s.order.end(),
                          [&](int32_t a, int32_t b) { return au::cheaper(s.price.data(), a, b); });
-        const int64_t b = s.price[s.order[u]] + eps;
+        const int64_t level = s.price[s.order[u]], b = level + eps;
         if (b >= au::kPriceLimit) return kOverflow;
-        for (int64_t k = 0; k < u; ++k) s.best[s.order[k]] = std::max(s.best[s.order[k]], au::pack_bid(b, dummy));
+        const unsigned long long pool = au::pack_bid(b, dummy);
+        for (int64_t k = 0; k < u; ++k) s.best[s.order[k]] = std::max(s.best[s.order[k]], pool);
+        for (int64_t j = 0; j < n; ++j) {
+          if (s.owner[j] == dummy && s.price[j] < level) s.best[j] = std::max(s.best[j], pool);
+        }
       }
       for (int64_t j = 0; j < n; ++j) {  // each column goes to its highest bidder
         if (s.best[j] == 0) continue;

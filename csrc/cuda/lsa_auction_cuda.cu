@@ -89,13 +89,13 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   int32_t* owner = reinterpret_cast<int32_t*>(best + n);
   int32_t* col_of = owner + n;   // real rows only
   int32_t* bidders = col_of + n;  // unassigned real rows
-  int32_t* rank = bidders + n;    // a column's place in the dummies' order, this round
+  int32_t* rank = bidders + n;    // a column's place in the pool's order, this round
   int32_t* lv = kSharedLevels ? rank + n : workspace + b * r * n;
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
   __shared__ int nbidders, held, fail;  // held: columns the dummies hold
   __shared__ int64_t chain_end;         // the round count after a chain, for every thread
-  __shared__ int64_t pool_price;        // the price of the cheapest column the dummies leave
+  __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
 
   // 1. One pass for the value range, validity and integrality of the benefits. Values of 4 bytes
   // are also kept where their levels will go (each thread the same k in both passes), so the
@@ -166,7 +166,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
               break;
             }
             const int32_t* row = i < r ? lv + static_cast<int64_t>(i) * n : nullptr;
-            au::Top2 t = warp_top2(au::row_top2(row, price, n, sc, lane, 32));
+            au::Top2 t = warp_top2(au::row_top2(row, price, n, sc, lane, 32, owner, dummy));
             t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
             t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
             t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
@@ -177,6 +177,11 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
             }
             const int32_t displaced = owner[t.j1];
             __syncwarp();  // every lane has read price and owner before lane 0 changes them
+            if (i == dummy) {  // the pool's bid with u = 1: also its columns below L = bid - eps
+              for (int64_t j = lane; j < n; j += 32) {  // (t.j1 is lane 0's: it is not the pool's)
+                if (j != t.j1 && owner[j] == dummy && price[j] < bid - eps) price[j] = bid;
+              }
+            }
             if (lane == 0) au::award(price, owner, col_of, dummy, t.j1, i, bid);
             __syncwarp();  // lane 0's writes are visible to the next bid
             i = displaced;
@@ -193,7 +198,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       }
       for (int k = warp; k < nb; k += kWarps) {  // a warp per bidder, reading round-start prices
         const int32_t i = bidders[k];
-        const au::Top2 t = warp_top2(au::row_top2(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32));
+        const au::Top2 t = warp_top2(au::row_top2(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32, owner, dummy));
         if (lane == 0) {
           const int64_t bid = au::bid(t, price[t.j1], eps);
           if (bid >= au::kPriceLimit) {
@@ -203,10 +208,11 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           }
         }
       }
-      if (u > 0) {  // the dummies' order at round-start prices: rank[j] = columns cheaper than j
+      if (u > 0) {  // the pool's order at round-start prices: rank[j] = columns it does not hold cheaper than j
         for (int64_t j = tid; j < n; j += kThreads) {
+          if (owner[j] == dummy) continue;
           int32_t cheaper = 0;
-          for (int64_t k = 0; k < n; ++k) cheaper += au::cheaper(price, k, j);
+          for (int64_t k = 0; k < n; ++k) cheaper += owner[k] != dummy && au::cheaper(price, k, j);
           rank[j] = cheaper;
           if (cheaper == u) pool_price = price[j];
         }
@@ -214,7 +220,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       __syncthreads();
       for (int64_t j = tid; j < n; j += kThreads) {  // each column goes to its highest bidder
         unsigned long long w = best[j];
-        if (u > 0 && rank[j] < u) {  // the pool's bid for one of the u cheapest columns
+        if (u > 0 && (owner[j] == dummy ? price[j] < pool_price : rank[j] < u)) {  // the pool's bid (auction.h)
           const int64_t bid = pool_price + eps;
           if (bid >= au::kPriceLimit) atomicExch(&fail, static_cast<int>(kOverflow));
           const unsigned long long pool = au::pack_bid(bid, dummy);
