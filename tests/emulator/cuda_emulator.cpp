@@ -2,7 +2,7 @@
 // current stack, stores its pointer in *save_sp, and resumes the stack at load_sp.
 #include "cuda_emulator.h"
 
-#if defined(__x86_64__)
+#if defined(EMU_X86_64_SWITCH)
 asm(R"(
   .pushsection .text
   .globl emu_switch_stack

@@ -21,8 +21,10 @@
 #include <vector>
 
 // Fiber switching: a few instructions on x86-64 (ucontext's swapcontext makes a signal-mask
-// system call per switch, which made the tests eight times slower); ucontext elsewhere.
-#if defined(__x86_64__)
+// system call per switch, which made the tests eight times slower); ucontext elsewhere, or
+// with EMU_UCONTEXT defined.
+#if defined(__x86_64__) && !defined(EMU_UCONTEXT)
+#define EMU_X86_64_SWITCH 1
 extern "C" void emu_switch_stack(void** save_sp, void* load_sp);  // cuda_emulator.cpp
 #else
 #include <ucontext.h>
@@ -31,7 +33,7 @@ extern "C" void emu_switch_stack(void** save_sp, void* load_sp);  // cuda_emulat
 namespace emu {
 
 struct Context {
-#if defined(__x86_64__)
+#if defined(EMU_X86_64_SWITCH)
   void* sp = nullptr;
 #else
   ucontext_t uc;
@@ -39,7 +41,7 @@ struct Context {
 };
 
 inline void switch_context(Context& save, Context& load) {
-#if defined(__x86_64__)
+#if defined(EMU_X86_64_SWITCH)
   emu_switch_stack(&save.sp, load.sp);
 #else
   swapcontext(&save.uc, &load.uc);
@@ -48,7 +50,7 @@ inline void switch_context(Context& save, Context& load) {
 
 // Prepares ctx to run entry() on stack [base, base + size) when first switched to.
 inline void make_context(Context& ctx, char* base, size_t size, void (*entry)()) {
-#if defined(__x86_64__)
+#if defined(EMU_X86_64_SWITCH)
   auto top = reinterpret_cast<uintptr_t>(base + size) & ~uintptr_t{15};
   auto* sp = reinterpret_cast<void**>(top);
   *--sp = nullptr;                            // entry's return address slot: it never returns
