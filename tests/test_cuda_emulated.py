@@ -191,3 +191,14 @@ def test_kernel_follows_the_pool_rule(lib, case):
         out, status = emulated_auction(lib, cost, mx, wide=wide)
         assert torch.equal(out, twin)
     assert_optimal(cost[0].double(), out[0], mx, algorithm="auction")
+
+
+def test_kernel_early_end_waits_for_the_pool(lib):
+    # First round of the first phase: the real rows' best columns are distinct, but row 0's is a
+    # tie (gap 0) on column 0, which the dummies' pool also bids on and wins (the higher row id).
+    # Ending there (auction.h, the early end) would leave row 0 without a column.
+    cost = torch.tensor([[[5.0, 5.0, 0.0, 0.0], [0.0, 0.0, 9.0, 1.0]]])
+    twin = ata_ext.linear_sum_assignment(cost, True, algorithm="auction")
+    out, status = emulated_auction(lib, cost, True)
+    assert torch.equal(out, twin)
+    assert_optimal(cost[0].double(), out[0], True, algorithm="auction")

@@ -38,6 +38,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
   s.order.resize(n);
   s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
   int64_t rounds = 0;
+  bool solved = false;
   const auto row = [&](int32_t i) { return i < r ? s.lv.data() + static_cast<int64_t>(i) * n : nullptr; };
   for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
@@ -62,10 +63,13 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
         break;
       }
       if (++rounds > au::kMaxRounds) return kNoConvergence;
+      const bool first = static_cast<int64_t>(s.bidders.size()) == r && u == n - r;  // the phase's first round
+      bool contested = false, pool_flat = true;  // for the early end (auction.h)
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
         const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy);
         const int64_t b = au::bid(t, s.price[t.j1], eps);
         if (b >= au::kPriceLimit) return kOverflow;
+        contested = contested || s.best[t.j1] != 0;
         s.best[t.j1] = std::max(s.best[t.j1], au::pack_bid(b, i));
       }
       if (u > 0) {  // the dummies' pool bid (auction.h)
@@ -78,7 +82,12 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
         const int64_t level = s.price[s.order[u]], b = level + eps;
         if (b >= au::kPriceLimit) return kOverflow;
         const unsigned long long pool = au::pack_bid(b, dummy);
-        for (int64_t k = 0; k < u; ++k) s.best[s.order[k]] = std::max(s.best[s.order[k]], pool);
+        for (int64_t k = 0; k < u; ++k) {
+          const int32_t j = s.order[k];
+          contested = contested || s.best[j] != 0;
+          pool_flat = pool_flat && s.price[j] == s.price[s.order[0]];
+          s.best[j] = std::max(s.best[j], pool);
+        }
         for (int64_t j = 0; j < n; ++j) {
           if (s.owner[j] == dummy && s.price[j] < level) s.best[j] = std::max(s.best[j], pool);
         }
@@ -94,8 +103,12 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
         if (s.col_of[i] < 0) s.bidders.push_back(static_cast<int32_t>(i));
       }
       u = (n - r) - std::count(s.owner.begin(), s.owner.end(), dummy);
+      if (first && !contested && pool_flat) {
+        solved = true;
+        break;
+      }
     }
-    if (eps == 1) break;
+    if (eps == 1 || solved) break;
   }
   for (int64_t i = 0; i < r; ++i) {
     x[i] = s.col_of[i];

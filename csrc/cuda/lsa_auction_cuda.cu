@@ -94,8 +94,10 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
   __shared__ int nbidders, held, fail;  // held: columns the dummies hold
+  __shared__ int contested, solved;     // the early end (auction.h): two bids met; it applies
   __shared__ int64_t chain_end;         // the round count after a chain, for every thread
   __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
+  __shared__ int64_t pool_lo, pool_hi;  // the lowest and highest price of the columns the pool takes
 
   // 1. One pass for the value range, validity and integrality of the benefits. Values of 4 bytes
   // are also kept where their levels will go (each thread the same k in both passes), so the
@@ -117,6 +119,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     part[0] = st;
     sc_shared = au::make_scale(st, n);
     fail = st.invalid ? kInvalid : kOk;
+    solved = 0;
   }
   __syncthreads();
   if (fail != kOk) {
@@ -148,11 +151,13 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     if (tid == 0) {
       nbidders = static_cast<int>(r);
       held = 0;
+      contested = 0;
     }
     __syncthreads();
-    while ((nbidders > 0 || held < n - r) && fail == kOk) {
+    while ((nbidders > 0 || held < n - r) && fail == kOk && !solved) {
       const int nb = nbidders;
       const int64_t u = n - r - held;  // unassigned dummies
+      const bool first = nb == r && u == n - r;  // the phase's first round: everyone bids
       __syncthreads();  // every thread has read nbidders, held and fail before this round changes them
       if (nb + (u > 0) == 1 && u <= 1) {
         // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
@@ -203,8 +208,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           const int64_t bid = au::bid(t, price[t.j1], eps);
           if (bid >= au::kPriceLimit) {
             atomicExch(&fail, static_cast<int>(kOverflow));
-          } else {
-            atomicMax(&best[t.j1], au::pack_bid(bid, i));
+          } else if (atomicMax(&best[t.j1], au::pack_bid(bid, i)) != 0ull) {
+            atomicExch(&contested, 1);  // whichever of two bids comes second sees the first
           }
         }
       }
@@ -215,6 +220,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           for (int64_t k = 0; k < n; ++k) cheaper += owner[k] != dummy && au::cheaper(price, k, j);
           rank[j] = cheaper;
           if (cheaper == u) pool_price = price[j];
+          if (cheaper == 0) pool_lo = price[j];
+          if (cheaper == u - 1) pool_hi = price[j];
         }
       }
       __syncthreads();
@@ -224,6 +231,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           const int64_t bid = pool_price + eps;
           if (bid >= au::kPriceLimit) atomicExch(&fail, static_cast<int>(kOverflow));
           const unsigned long long pool = au::pack_bid(bid, dummy);
+          if (w != 0ull) atomicExch(&contested, 1);
           w = pool > w ? pool : w;
         }
         if (w == 0ull) continue;
@@ -236,6 +244,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         held = 0;
       }
       __syncthreads();
+      if (tid == 0 && first && !contested && (u == 0 || pool_lo == pool_hi)) solved = 1;
       for (int64_t j = tid; j < n; j += kThreads) {
         // Order in the list is irrelevant: a round's outcome does not depend on it.
         if (j < r && col_of[j] < 0) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
@@ -244,7 +253,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       __syncthreads();
     }
     __syncthreads();  // a round-limit exit skips the loop's last barrier; fail must be seen by all
-    if (fail != kOk || eps == 1) break;
+    if (fail != kOk || eps == 1 || solved) break;
   }
 
   // 4. A forbidden pair in the optimum means there was no feasible assignment.
