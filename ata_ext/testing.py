@@ -53,8 +53,9 @@ def solver_families(generator, large=False):
     yield torch.rand(b(1, 8), 64, 64, generator=g), False  # long single-bidder chains in the auction
     yield torch.rand(b(2, 64), 60, 7, generator=g), False  # DETR-like: few targets, many queries
     yield torch.randint(0, 3, (b(2, 8), 12, 40), generator=g).float(), True  # rectangular with ties
-    yield torch.randint(0, 2, (b(2, 8), 45, 16), generator=g).float(), False  # many optima: exposes
-    yield torch.full((b(1, 4), 10, 30), 2.0), True  # any difference in how a solver walks to one
+    # Many optima: two solvers that differ in how they walk to one answer differently here.
+    yield torch.randint(0, 2, (b(2, 8), 45, 16), generator=g).float(), False
+    yield torch.full((b(1, 4), 10, 30), 2.0), True
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

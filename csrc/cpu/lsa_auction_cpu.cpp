@@ -35,7 +35,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
   s.price.assign(n, 0);
   s.owner.resize(n);
   s.col_of.resize(r);
-  s.order.resize(n);
+  s.order.reserve(n);
   s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
   int64_t rounds = 0;
   bool solved = false;
