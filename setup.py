@@ -46,6 +46,21 @@ def _use_cuda():
     return True
 
 
+def _shared_libstdcxx():
+    """Some g++ setups link libstdc++ statically into shared objects (-static-libstdc++ in a
+    wrapper or specs file; the driver then makes even an explicit -lstdc++ static). A private
+    libstdc++ beside torch's crashes the first time an error message formats a number: its
+    locale facets are not the ones torch's streams were set up with. Linking, by path, the
+    libstdc++ this process (which has imported torch) has loaded makes the link dynamic; where
+    g++ links it dynamically anyway, this changes nothing."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/libstdc++.so" in line}
+    except OSError:
+        return []
+    return sorted(p for p in paths if os.path.exists(p))[:1]
+
+
 def _extension():
     here = os.path.dirname(os.path.abspath(__file__))
     cuda = _use_cuda()
@@ -60,6 +75,7 @@ def _extension():
     # OpenMP: without -fopenmp here it silently runs serially.
     cxx = ["-O3", "-fopenmp"] + defines
     link = ["-fopenmp"]
+    link += _shared_libstdcxx()  # [] where there is no /proc (not Linux)
     include_dirs = [os.path.join(here, "csrc")]
     if not cuda:
         return CppExtension(

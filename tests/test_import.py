@@ -36,3 +36,17 @@ def test_stale_build_message():
     r = run(code)
     assert r.returncode != 0
     assert "was built against torch" in r.stderr and "rebuild" in r.stderr
+
+
+def test_error_messages_with_numbers_do_not_crash():
+    # A build that carries its own static libstdc++ crashed (SIGSEGV) formatting the shape in this
+    # message, killing the test process instead of raising: run it where a crash is a failure.
+    r = run(
+        "import torch, ata_ext\n"
+        "try:\n"
+        "    torch.ops.ata_ext.linear_sum_assignment(torch.rand(5))\n"
+        "except ValueError as e:\n"
+        "    assert '[5]' in str(e), e\n"
+        "    print('raised')\n"
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "raised", (r.returncode, r.stderr[-2000:])
