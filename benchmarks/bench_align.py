@@ -51,11 +51,45 @@ def timed(fns, device, reps=7):
     return best
 
 
+def parts(x, device):
+    """align taken apart, each piece timed alone like the rest ({name: seconds}); on CUDA also
+    align replayed as one CUDA graph (eager time minus this is launch overhead) and the device's
+    copy bandwidth, the yardstick for the gathers."""
+    from ata_ext._align import alignment_permutations, frame_similarities
+
+    k = x.float() if device == "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x
+    sim = frame_similarities(k)
+    perm = ata_ext.align(x)[1]
+    fns = {
+        "similarities": lambda: frame_similarities(k),
+        "solver": lambda: ata_ext.linear_sum_assignment(sim, maximize=True, check=False),
+        "permutations": lambda: alignment_permutations(x),
+        "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
+    }
+    out = timed(fns, device, reps=9)
+    if device == "cuda":
+        graph, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up off the default stream, as capture requires
+            for _ in range(3):
+                ata_ext.align(x)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.cuda.graph(graph):
+            ata_ext.align(x)
+        big = torch.empty(256 << 20, dtype=torch.uint8, device=device)
+        dst = torch.empty_like(big)
+        t = timed({"graph": graph.replay, "copy": lambda: dst.copy_(big)}, device, reps=9)
+        out["align as one CUDA graph"] = t["graph"]
+        out["copy_ GB/s"] = 2 * big.numel() / t["copy"] / 1e9  # bytes read + written
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--literal-clips", type=int, default=2, help="clips timed for the literal Algorithm 1 (scaled up)")
+    p.add_argument("--parts", action="store_true", help="also time align's pieces (see parts())")
     a = p.parse_args()
     cuda = a.device == "cuda"
     shape = (32, 8, 196, 768) if cuda else (16, 8, 196, 768)
@@ -91,6 +125,12 @@ def main():
         print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
               + (f"   cold {cold * 1e3:6.1f} ms ({cold / mm:4.2f}x)" if cold else "") + f"   align nt {nt * 1e3:8.1f} ms ({nt / mm:4.2f}x)   literal Algorithm 1 {lit * 1e3:9.1f} ms"
               f" ({lit / tn:5.1f}x slower than align)")
+        if a.parts:
+            row["parts_s"] = parts(x, a.device)
+            gather_bytes = 2 * x.numel() * x.element_size()
+            print("    parts: " + "   ".join(f"{k} {v:.1f}" if k.endswith("GB/s") else f"{k} {v * 1e3:.3f} ms"
+                                          for k, v in row["parts_s"].items())
+                  + f"   (gather moves {gather_bytes / row['parts_s']['gather'] / 1e9:.0f} GB/s)")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)
