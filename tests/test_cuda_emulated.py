@@ -87,11 +87,20 @@ def test_kernel_bit_identical_to_twin(lib, shared_levels, wide):
 
 
 def test_kernel_reads_strided_costs(lib):
-    base = torch.rand(3, 25, 40, generator=torch.Generator().manual_seed(3))
-    for cost in (base.transpose(1, 2), base[:, ::2, 5:30]):  # N > M transposed; a strided slice
-        out, status = emulated_auction(lib, cost, wide=True, seed=2)
-        assert bool((status == OK).all())
-        assert torch.equal(out, ata_ext.linear_sum_assignment(cost, algorithm="auction"))
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(3, 25, 40, generator=g)
+    wide_rows = torch.rand(2, 6, 300, generator=g)  # rows longer than a 256-thread block
+    # Slices of a NaN-filled parent: a read outside the slice makes the problem invalid.
+    parent = torch.full((3, 60, 50), float("nan"))
+    parent[:, 2::2, 5:30] = torch.rand(3, 29, 25, generator=g)
+    parent2 = torch.full((2, 310, 9), float("nan"))
+    parent2[:, :300, 1:7] = torch.rand(2, 300, 6, generator=g)
+    for cost in (base.transpose(1, 2), parent[:, 2::2, 5:30], parent2[:, :300, 1:7], parent2[:, :300, 1:7].transpose(1, 2),
+                 wide_rows, wide_rows.transpose(1, 2)):
+        for wide in (False, True):  # the load pass steps (row, col) by 256 or 1024 entries
+            out, status = emulated_auction(lib, cost, wide=wide, seed=2)
+            assert bool((status == OK).all())
+            assert torch.equal(out, ata_ext.linear_sum_assignment(cost, algorithm="auction"))
 
 
 def test_kernel_statuses_on_bad_input(lib):

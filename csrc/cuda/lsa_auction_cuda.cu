@@ -62,6 +62,39 @@ __device__ au::Stats warp_stats(au::Stats s) {
   return s;
 }
 
+// Calls f(k, x) for this thread's entries k = tid, tid + kThreads, ... of the r x n problem at src
+// (row stride rs, column stride cs), x = the entry at (k / n, k % n). A 196 x 196 problem has one
+// block per SM, so these passes are bound by memory latency: kBatch loads are issued before any is
+// used, and (k / n, k % n) is stepped along with k instead of divided (64-bit division is a long
+// software routine on the GPU).
+template <int kThreads, typename scalar_t, typename F>
+__device__ __forceinline__ void for_each_entry(const scalar_t* src, int64_t r, int64_t n, int64_t rs, int64_t cs,
+                                               int tid, F f) {
+  constexpr int kBatch = sizeof(scalar_t) == 8 ? 4 : 8;  // 8-byte entries: fewer, to spare registers
+  const int64_t total = r * n;
+  const int cols = static_cast<int>(n);  // n <= kMaxN: 32-bit row and column save registers
+  const int step_row = kThreads / cols, step_col = kThreads % cols;
+  int row = tid / cols, col = tid % cols;
+  for (int64_t k0 = tid; k0 < total; k0 += int64_t{kThreads} * kBatch) {
+    scalar_t x[kBatch];
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      if (k0 + int64_t{u} * kThreads < total) x[u] = src[int64_t{row} * rs + int64_t{col} * cs];
+      row += step_row;
+      col += step_col;
+      if (col >= cols) {
+        col -= cols;
+        ++row;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kBatch; ++u) {
+      const int64_t k = k0 + int64_t{u} * kThreads;
+      if (k < total) f(k, x[u]);
+    }
+  }
+}
+
 // Bytes of dynamic shared memory for r real rows and n columns: per-column state, plus the
 // levels when they are kept there.
 inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels) {
@@ -105,12 +138,11 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   constexpr bool kStash = sizeof(scalar_t) == sizeof(int32_t);
   scalar_t* stash = reinterpret_cast<scalar_t*>(lv);
   au::Stats st = au::stats_init();
-  for (int64_t k = tid; k < r * n; k += kThreads) {
-    const scalar_t x = src[(k / n) * rs + (k % n) * cs];
+  for_each_entry<kThreads>(src, r, n, rs, cs, tid, [&](int64_t k, scalar_t x) {
     if constexpr (kStash) stash[k] = x;
     const double v = static_cast<double>(x);
     au::stats_add(st, maximize ? v : -v);
-  }
+  });
   st = warp_stats(st);
   if (lane == 0) part[warp] = st;
   __syncthreads();
@@ -128,10 +160,15 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   }
   const au::Scale sc = sc_shared;
 
-  // 2. Quantise the real rows.
-  for (int64_t k = tid; k < r * n; k += kThreads) {
-    const double v = static_cast<double>(kStash ? stash[k] : src[(k / n) * rs + (k % n) * cs]);
+  // 2. Quantise the real rows (each thread reads back the stash entries it wrote itself).
+  const auto quantise = [&](int64_t k, scalar_t x) {
+    const double v = static_cast<double>(x);
     lv[k] = au::level(maximize ? v : -v, sc);
+  };
+  if constexpr (kStash) {
+    for (int64_t k = tid; k < r * n; k += kThreads) quantise(k, stash[k]);
+  } else {
+    for_each_entry<kThreads>(src, r, n, rs, cs, tid, quantise);
   }
   for (int64_t j = tid; j < n; j += kThreads) {
     price[j] = 0;
