@@ -97,10 +97,13 @@ def test_kernel_reads_strided_costs(lib):
     parent2[:, :300, 1:7] = torch.rand(2, 300, 6, generator=g)
     for cost in (base.transpose(1, 2), parent[:, 2::2, 5:30], parent2[:, :300, 1:7], parent2[:, :300, 1:7].transpose(1, 2),
                  wide_rows, wide_rows.transpose(1, 2)):
-        for wide in (False, True):  # the load pass steps (row, col) by 256 or 1024 entries
-            out, status = emulated_auction(lib, cost, wide=wide, seed=2)
+        twin = ata_ext.linear_sum_assignment(cost, algorithm="auction")
+        # The load passes step (row, col) by 256 or 1024 entries; the global path's row scans load
+        # several levels ahead.
+        for shared_levels, wide in ((True, False), (True, True), (False, False)):
+            out, status = emulated_auction(lib, cost, shared_levels=shared_levels, wide=wide, seed=2)
             assert bool((status == OK).all())
-            assert torch.equal(out, ata_ext.linear_sum_assignment(cost, algorithm="auction"))
+            assert torch.equal(out, twin)
 
 
 def test_kernel_statuses_on_bad_input(lib):

@@ -190,14 +190,37 @@ C10_HOST_DEVICE inline Top2 top2_merge(Top2 a, const Top2& b) {
 // Top2 of one row's values scaled(row[j]) - price[j] over the columns j = first, first + stride, ...
 // (a lane's share on the GPU, the whole row on the CPU). row == nullptr is a dummy (benefit 0),
 // which looks only at the columns the pool does not hold (owner[j] != dummy).
+template <int kBatch = 1>
 C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, int64_t n, const Scale& sc,
                                      int64_t first, int64_t stride, const int32_t* owner, int32_t dummy) {
   Top2 t = top2_init();
-  for (int64_t j = first; j < n; j += stride) {
-    if (row) {
-      top2_add(t, scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
-    } else if (owner[j] != dummy) {
-      top2_add(t, -price[j], static_cast<int32_t>(j));
+  if constexpr (kBatch == 1) {
+    for (int64_t j = first; j < n; j += stride) {
+      if (row) {
+        top2_add(t, scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
+      } else if (owner[j] != dummy) {
+        top2_add(t, -price[j], static_cast<int32_t>(j));
+      }
+    }
+  } else if (row == nullptr) {
+    return row_top2<1>(row, price, n, sc, first, stride, owner, dummy);
+  } else {
+    // kBatch entries are loaded before any is compared, so that on the GPU their loads overlap
+    // instead of each waiting for the comparison before it (the levels of the large-problem path
+    // are in global memory). They are still compared in order of j: kBatch never changes the
+    // result, it trades registers for loads in flight.
+    for (int64_t j = first; j < n; j += kBatch * stride) {
+      int32_t lv[kBatch];
+      int64_t p[kBatch];
+      for (int u = 0; u < kBatch; ++u) {
+        if (j + u * stride < n) {
+          lv[u] = row[j + u * stride];
+          p[u] = price[j + u * stride];
+        }
+      }
+      for (int u = 0; u < kBatch; ++u) {
+        if (j + u * stride < n) top2_add(t, scaled(lv[u], sc) - p[u], static_cast<int32_t>(j + u * stride));
+      }
     }
   }
   return t;

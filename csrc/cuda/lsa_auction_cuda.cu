@@ -63,14 +63,13 @@ __device__ au::Stats warp_stats(au::Stats s) {
 }
 
 // Calls f(k, x) for this thread's entries k = tid, tid + kThreads, ... of the r x n problem at src
-// (row stride rs, column stride cs), x = the entry at (k / n, k % n). A 196 x 196 problem has one
-// block per SM, so these passes are bound by memory latency: kBatch loads are issued before any is
-// used, and (k / n, k % n) is stepped along with k instead of divided (64-bit division is a long
-// software routine on the GPU).
-template <int kThreads, typename scalar_t, typename F>
+// (row stride rs, column stride cs), x = the entry at (k / n, k % n). kBatch loads are issued before
+// any is used (a 196 x 196 problem has one block per SM, whose passes are bound by memory latency),
+// and (k / n, k % n) is stepped along with k instead of divided (64-bit division is a long software
+// routine on the GPU).
+template <int kThreads, int kBatch, typename scalar_t, typename F>
 __device__ __forceinline__ void for_each_entry(const scalar_t* src, int64_t r, int64_t n, int64_t rs, int64_t cs,
                                                int tid, F f) {
-  constexpr int kBatch = sizeof(scalar_t) == 8 ? 4 : 8;  // 8-byte entries: fewer, to spare registers
   const int64_t total = r * n;
   const int cols = static_cast<int>(n);  // n <= kMaxN: 32-bit row and column save registers
   const int step_row = kThreads / cols, step_col = kThreads % cols;
@@ -109,6 +108,14 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
                                                            int32_t* __restrict__ workspace, int64_t* __restrict__ out,
                                                            int32_t* __restrict__ status) {
   constexpr int kThreads = block_threads(kWide), kWarps = kThreads / 32;
+  // Levels a lane loads ahead in a row scan (auction.h): eight hide the global-memory latency of
+  // the large-problem path. Shared memory is quick enough without, and more registers there made
+  // ptxas spill in the 1024-thread blocks (64 registers a thread).
+  constexpr int kScanBatch = kSharedLevels || kWide ? 1 : 8;
+  // Cost entries a thread loads ahead in the two passes over the input: eight where the block has
+  // the SM to itself; two in 256-thread blocks, which share the SM (more registers would let fewer
+  // of them in at once).
+  constexpr int kLoadBatch = kWide ? (sizeof(scalar_t) == 8 ? 4 : 8) : 2;
   const int64_t b = blockIdx.x;
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const bool transpose = N > M;
@@ -138,7 +145,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   constexpr bool kStash = sizeof(scalar_t) == sizeof(int32_t);
   scalar_t* stash = reinterpret_cast<scalar_t*>(lv);
   au::Stats st = au::stats_init();
-  for_each_entry<kThreads>(src, r, n, rs, cs, tid, [&](int64_t k, scalar_t x) {
+  for_each_entry<kThreads, kLoadBatch>(src, r, n, rs, cs, tid, [&](int64_t k, scalar_t x) {
     if constexpr (kStash) stash[k] = x;
     const double v = static_cast<double>(x);
     au::stats_add(st, maximize ? v : -v);
@@ -168,7 +175,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   if constexpr (kStash) {
     for (int64_t k = tid; k < r * n; k += kThreads) quantise(k, stash[k]);
   } else {
-    for_each_entry<kThreads>(src, r, n, rs, cs, tid, quantise);
+    for_each_entry<kThreads, kLoadBatch>(src, r, n, rs, cs, tid, quantise);
   }
   for (int64_t j = tid; j < n; j += kThreads) {
     price[j] = 0;
@@ -208,7 +215,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
               break;
             }
             const int32_t* row = i < r ? lv + static_cast<int64_t>(i) * n : nullptr;
-            au::Top2 t = warp_top2(au::row_top2(row, price, n, sc, lane, 32, owner, dummy));
+            au::Top2 t = warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, dummy));
             t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
             t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
             t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
@@ -240,7 +247,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       }
       for (int k = warp; k < nb; k += kWarps) {  // a warp per bidder, reading round-start prices
         const int32_t i = bidders[k];
-        const au::Top2 t = warp_top2(au::row_top2(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32, owner, dummy));
+        const au::Top2 t = warp_top2(
+            au::row_top2<kScanBatch>(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32, owner, dummy));
         if (lane == 0) {
           const int64_t bid = au::bid(t, price[t.j1], eps);
           if (bid >= au::kPriceLimit) {
