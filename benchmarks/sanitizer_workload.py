@@ -15,6 +15,7 @@ def main():
         (torch.rand(3, 7, 12, generator=g).half(), False),    # N < M, fp16
         (torch.rand(3, 12, 7, generator=g).double(), True),   # N > M
         (video_similarity(1, 250, generator=g), True),        # global-memory levels (n > ~237)
+        (torch.rand(1, 240, 240, generator=g), False),        # global levels, long chains of rounds
     ]
     for cost, mx in cases:
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
