@@ -195,6 +195,8 @@ C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, i
                                      int64_t first, int64_t stride, const int32_t* owner, int32_t dummy) {
   Top2 t = top2_init();
   if constexpr (kBatch == 1) {
+    // The plain loop, kept as it was for the twin and the shared-memory kernels: with the batched
+    // form below (even at kBatch = 1), ptxas spilled registers in several of those kernels.
     for (int64_t j = first; j < n; j += stride) {
       if (row) {
         top2_add(t, scaled(row[j], sc) - price[j], static_cast<int32_t>(j));
