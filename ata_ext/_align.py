@@ -28,21 +28,38 @@ def _check_layout(layout):
         raise ValueError(f"layout must be one of {_LAYOUTS}, got {layout!r}")
 
 
+# The similarity of a token whose features are not finite (NaN or infinite): below every cosine
+# similarity, so such tokens are matched after all others and the rest of their frame still
+# aligns (the NaN then travel with the gather into aligned, as any PyTorch op would pass them on).
+NONFINITE_SIMILARITY = -2.0
+
+
 def frame_similarities(key):
     """Cosine similarities of consecutive frames: key (..., T, N, D) -> (T-1, B, N, N) with the
-    batch dims flattened into B, S[t, b, i, j] = <k[b, t, i], k[b, t+1, j]> / (|k[b, t, i]| |k[b, t+1, j]|).
+    batch dims flattened into B, S[t, b, i, j] = <k[b, t, i], k[b, t+1, j]> / (|k[b, t, i]| |k[b, t+1, j]|),
+    and NONFINITE_SIMILARITY where that is not finite.
 
     One bmm per frame pair over strided views: a 4-D matmul of the frame slices would first copy
     both operands (they are not one strided batch), which measured 2.2x slower on the CPU. The
     Gram matrices are scaled by inverse norms (normalize's eps clamp included) instead of writing
-    a normalised copy of the features."""
+    a normalised copy of the features, except in float16: there the raw Gram matrices overflow
+    once norms pass 256 and lose their digits when norms are small, so the features are
+    normalised first. Norms are taken in float32 (float64 for float64 features): the inverse of a
+    small norm does not fit in float16."""
     *_, T, N, D = key.shape
     k = key.reshape(-1, T, N, D)
-    inv = (1.0 / torch.linalg.vector_norm(k, dim=-1).clamp_min(1e-12)).transpose(0, 1)  # (T, B, N)
+    acc = torch.float64 if k.dtype == torch.float64 else torch.float32
+    inv = 1.0 / torch.linalg.vector_norm(k, dim=-1, dtype=acc).clamp_min(1e-12)  # (B, T, N)
+    if k.dtype == torch.float16:
+        k = torch.mul(k, inv[..., None], out=torch.empty_like(k))  # computed in float32, stored once
     sim = k.new_empty(T - 1, k.shape[0], N, N)
     for t in range(T - 1):
         torch.bmm(k[:, t], k[:, t + 1].transpose(1, 2), out=sim[t])
-    return sim.mul_(inv[:-1, :, :, None]).mul_(inv[1:, :, None, :])
+    if k.dtype != torch.float16:
+        inv = inv.transpose(0, 1)  # (T, B, N)
+        sim.mul_(inv[:-1, :, :, None]).mul_(inv[1:, :, None, :])
+    v = NONFINITE_SIMILARITY
+    return torch.nan_to_num_(sim, nan=v, posinf=v, neginf=v)
 
 
 def alignment_permutations(key):
@@ -60,7 +77,8 @@ def alignment_permutations(key):
             k = k.float()
         with torch.profiler.record_function("ata_ext::similarity"):
             sim = frame_similarities(k)  # (T-1, B, N, N)
-        # The similarities are finite by construction: skip validation (and its sync on CUDA).
+        # The similarities are finite by construction (see frame_similarities): skip validation,
+        # and with it the host sync it costs on CUDA.
         sigma = linear_sum_assignment(sim, maximize=True, check=False)  # (T-1, B, N)
         perms = [torch.arange(N, device=key.device).expand(sim.shape[1], N)]
         for t in range(T - 1):
@@ -76,7 +94,8 @@ def align(x, key=None, *, layout="tn"):
             bfloat16, float32 or float64, CPU or CUDA.
         key: optional (..., T, N, D) features to match on instead of x (for example pre-norm
             features). Matching maximises the total cosine similarity (L2-normalised along the
-            last dim) and is not differentiated.
+            last dim) and is not differentiated. A token whose key is NaN or infinite is matched
+            after all others (see NONFINITE_SIMILARITY); its values travel into aligned.
         layout: "tn" returns aligned as (..., T, N, C); "nt" returns (..., N, T, C), each aligned
             position's T tokens contiguous, the layout temporal attention consumes (no extra
             transpose copy).

@@ -4,16 +4,20 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 
-def literal_align(x):
+def literal_align(x, nonfinite=None):
     """Algorithm 1 on x (T, N, C). Returns the aligned features, the per-step alignment (the
-    column matched to each row, i.e. alignment.argmax(-1)) and each step's total similarity."""
+    column matched to each row, i.e. alignment.argmax(-1)) and each step's total similarity.
+    nonfinite, if given, replaces similarities that are not finite (scipy refuses them)."""
     x = x.clone()
     T = x.shape[0]
     steps, totals = [torch.arange(x.shape[1])], []
     for ti in range(1, T):
         prev = torch.nn.functional.normalize(x[ti - 1], dim=-1).detach()
         curr = torch.nn.functional.normalize(x[ti], dim=-1).detach()
-        similarity = (prev @ curr.t()).double().numpy()
+        similarity = (prev @ curr.t()).double()
+        if nonfinite is not None:
+            similarity = torch.nan_to_num(similarity, nan=nonfinite, posinf=nonfinite, neginf=nonfinite)
+        similarity = similarity.numpy()
         rows, cols = linear_sum_assignment(similarity, maximize=True)  # maximise total similarity
         cols = torch.from_numpy(cols)
         totals.append(float(similarity[rows, cols.numpy()].sum()))

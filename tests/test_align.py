@@ -160,6 +160,48 @@ def test_bad_input(device):
 
 
 @pytest.mark.parametrize("device", devices())
+def test_nonfinite_tokens_are_matched_last(device):
+    # A token with NaN or infinite features has no similarity: it is matched after all others
+    # (NONFINITE_SIMILARITY), the rest of its frames align as usual, and its values move with it.
+    from ata_ext._align import NONFINITE_SIMILARITY
+
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(3, 5, 16, 8, generator=g, dtype=torch.float64)
+    x[0, 2, 5, 3] = float("nan")
+    x[1, 1, 3, :] = float("inf")
+    x[1, 4, 0, 0] = -float("inf")
+    aligned, perm = ata_ext.align(x.to(device))
+    aligned, perm = aligned.cpu(), perm.cpu()
+    assert torch.equal(perm.sort(-1).values, torch.arange(16).expand(3, 5, 16))
+    assert torch.equal(aligned.isnan(), x.gather(2, perm[..., None].expand_as(x)).isnan())
+    for b in range(3):
+        ref, ref_perm, ref_totals = literal_align(x[b], nonfinite=NONFINITE_SIMILARITY)
+        assert torch.equal(perm[b], ref_perm)
+        assert torch.equal(aligned[b].nan_to_num(), ref.nan_to_num())
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("scale", [300.0, 1.0, 1e-4])
+def test_half_precision_similarities_keep_their_range(device, scale):
+    # float16 Gram matrices of raw features overflow once norms pass 256 and lose their digits
+    # when norms are tiny; zero tokens have similarity 0 (normalize's eps), never NaN.
+    from ata_ext._align import frame_similarities
+
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(2, 4, 20, 64, generator=g, dtype=torch.float64) * scale
+    x[1, 2, 7] = 0
+    want = frame_similarities(x)
+    for dtype in (torch.float16, torch.bfloat16):
+        got = frame_similarities(x.to(device, dtype)).cpu().double()
+        assert bool(got.isfinite().all())
+        assert torch.allclose(got, want, atol=2e-2 if dtype == torch.bfloat16 else 2e-3)
+    _, perm = ata_ext.align(x.to(device, torch.float16))
+    totals = [v for b in range(2) for v in step_totals(x[b], perm[b].cpu())]
+    ref = [v for b in range(2) for v in literal_align(x[b])[2]]
+    assert totals == pytest.approx(ref, rel=1e-2)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("nt", [False, True])
 def test_gradcheck(device, nt):
     g = torch.Generator().manual_seed(6)
