@@ -4,7 +4,8 @@ Algorithm 1 matches frame t to the already aligned frame t-1. Because an assignm
 equivariant under row permutations, that equals matching the original frames and composing:
     sigma_t = argmax_assignment(normalize(x[t-1]) @ normalize(x[t]).T)
     perm[0] = identity,   perm[t] = sigma_t[perm[t-1]]
-so all B*(T-1) problems are solved in one batched call (see README, "How alignment works").
+so all B*(T-1) problems are solved in one batched call and composed by one op,
+compose_permutations (see README, "How alignment works").
 """
 import torch
 
@@ -80,10 +81,8 @@ def alignment_permutations(key):
         # The similarities are finite by construction (see frame_similarities): skip validation,
         # and with it the host sync it costs on CUDA.
         sigma = linear_sum_assignment(sim, maximize=True, check=False)  # (T-1, B, N)
-        perms = [torch.arange(N, device=key.device).expand(sim.shape[1], N)]
-        for t in range(T - 1):
-            perms.append(torch.gather(sigma[t], -1, perms[-1]))
-        return torch.stack(perms, dim=1).reshape(*batch, T, N)
+        # perm[t] = sigma[t-1][perm[t-1]] for every t, in one op (one launch on CUDA).
+        return ops.compose_permutations(sigma).reshape(*batch, T, N)
 
 
 def align(x, key=None, *, layout="tn"):

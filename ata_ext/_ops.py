@@ -38,6 +38,14 @@ def _lsa_auction_fake(cost, maximize=False, check=True):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)
 
 
+@torch.library.register_fake("ata_ext::compose_permutations")
+def _compose_permutations_fake(steps):
+    torch._check(steps.dim() == 3, lambda: "compose_permutations: steps must have shape (T-1, B, N)")
+    torch._check(steps.dtype == torch.long, lambda: "compose_permutations: steps must be int64")
+    T1, B, N = steps.shape
+    return steps.new_empty((B, T1 + 1, N))
+
+
 def _aligned_shape(src, nt):
     """A gather into, or a scatter out of, the nt layout swaps the (T, N) dims."""
     shape = list(src.shape)

@@ -27,6 +27,11 @@ TORCH_LIBRARY(ata_ext, m) {
   // `check` validates perm (one host sync on CUDA).
   m.def("align_gather(Tensor x, Tensor perm, bool nt=False, bool check=True) -> Tensor");
   m.def("align_scatter(Tensor y, Tensor perm, bool nt=False, bool check=True) -> Tensor");
+  // The composition that turns frame-pair assignments into alignment permutations (align's last
+  // step before the gather): steps (T-1, B, N), steps[t-1, b] frame t-1's column per row in frame
+  // t; perm (B, T, N) with perm[b, 0, i] = i, perm[b, t, i] = steps[t-1, b, perm[b, t-1, i]].
+  // Indices outside 0..N-1 raise on the CPU; on CUDA (no sync) they turn the rest of that chain -1.
+  m.def("compose_permutations(Tensor steps) -> Tensor");
   // The host block cache that CPU gather outputs come from (csrc/cpu/host_cache_cpu.cpp):
   // {cached free bytes, limit in bytes}, and a call that frees the cached blocks.
   m.def("host_cache_info() -> int[]", &ata_ext::host_cache_info);

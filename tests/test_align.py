@@ -159,6 +159,41 @@ def test_bad_input(device):
         torch.ops.ata_ext.align_gather(x, bad, False, True)
 
 
+def composed_by_gathers(steps):
+    """perm[b, t] = steps[t-1, b][perm[b, t-1]], one torch.gather a frame: the reference."""
+    T1, B, N = steps.shape
+    perms = [torch.arange(N).expand(B, N)]
+    for t in range(T1):
+        perms.append(torch.gather(steps[t], -1, perms[-1]))
+    return torch.stack(perms, dim=1)
+
+
+@pytest.mark.parametrize("device", devices())
+def test_compose_permutations(device):
+    g = torch.Generator().manual_seed(11)
+    for T1, B, N in ((4, 3, 17), (1, 2, 5), (0, 3, 4), (3, 0, 6), (2, 4, 0), (7, 1, 300)):
+        steps = torch.argsort(torch.rand(T1, B, N, generator=g), dim=-1)
+        perm = ata_ext._ops.ops.compose_permutations(steps.to(device)).cpu()
+        assert perm.shape == (B, T1 + 1, N) and perm.dtype == torch.long
+        assert torch.equal(perm, composed_by_gathers(steps))
+    steps = torch.argsort(torch.rand(3, 2, 6, generator=g), dim=-1)
+    torch.library.opcheck(torch.ops.ata_ext.compose_permutations.default, (steps.to(device),))
+    with pytest.raises(ValueError, match=r"\(T-1, B, N\)"):
+        ata_ext._ops.ops.compose_permutations(steps[0].to(device))
+    with pytest.raises(TypeError, match="int64"):
+        ata_ext._ops.ops.compose_permutations(steps.int().to(device))
+    bad = steps.clone()
+    bad[2, 1, 3] = -1  # a problem the solver left unassigned
+    if device == "cpu":
+        with pytest.raises(ValueError, match=r"outside 0\.\.5"):
+            ata_ext._ops.ops.compose_permutations(bad)
+    else:  # no sync on CUDA: the chain through it is -1 from there on, nothing read out of bounds
+        perm = ata_ext._ops.ops.compose_permutations(bad.to(device)).cpu()
+        want = composed_by_gathers(steps)
+        hit = want[1, 2] == 3
+        assert bool((perm[1, 3][hit] == -1).all()) and torch.equal(perm[1, 3][~hit], want[1, 3][~hit])
+
+
 @pytest.mark.parametrize("device", devices())
 def test_nonfinite_tokens_are_matched_last(device):
     # A token with NaN or infinite features has no similarity: it is matched after all others

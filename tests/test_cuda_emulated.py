@@ -54,6 +54,7 @@ def lib(tmp_path_factory):
     lib.emu_copy_rows.argtypes = [vp, vp, vp, i64, i64, i64, i64, cint, cint, cint, ctypes.c_uint64, vp,
                                   ctypes.c_char_p, cint]
     lib.emu_check_perm.argtypes = [vp, i64, i64, vp, vp, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
+    lib.emu_compose.argtypes = [vp, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
     return lib
 
 
@@ -172,6 +173,28 @@ def test_perm_check_kernel(lib):
                                     len(err))
             assert rc == 0, err.value.decode()
             assert int(bad) == expect
+
+
+def test_compose_kernel_follows_the_chains(lib):
+    g = torch.Generator().manual_seed(8)
+    T, B, N = 5, 3, 70
+    steps = torch.stack([torch.randperm(N, generator=g) for _ in range((T - 1) * B)]).view(T - 1, B, N)
+    broken = steps.clone()
+    broken[1, 2] = -1  # a problem the solver left unassigned: its chains end in -1 from frame 2 on
+    broken[3, 0, 5] = N
+    want = ops.compose_permutations(steps)
+    # The same with the broken entries: clip 2 from frame 2 on, and clip 0's one chain through
+    # steps[3, 0, 5] in frame 4, are -1.
+    want_broken = want.clone()
+    want_broken[2, 2:] = -1
+    want_broken[0, 4][want[0, 3] == 5] = -1
+    for st, expect in ((steps, want), (broken, want_broken)):
+        for max_grid, seed in ((0, 0), (1, 2)):  # the launcher's grid; one block striding over all
+            perm = torch.full((B, T, N), -7, dtype=torch.long)
+            err = ctypes.create_string_buffer(2048)
+            rc = lib.emu_compose(st.data_ptr(), perm.data_ptr(), B, T, N, max_grid, seed, err, len(err))
+            assert rc == 0, err.value.decode()
+            assert torch.equal(perm, expect)
 
 
 # Integer problems with several optima on which a kernel whose dummies' pool skips lifting its own

@@ -1,5 +1,5 @@
-// Host-side argument checks and output shape for align_gather / align_scatter, shared by the CPU
-// and CUDA backends so their errors match.
+// Host-side argument checks and output shapes for the alignment ops (align_gather, align_scatter,
+// compose_permutations), shared by the CPU and CUDA backends so their errors match.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -28,6 +28,16 @@ inline std::vector<int64_t> gather_prepare(const at::Tensor& src, const at::Tens
   auto out_sizes = sizes;
   if (nt) std::swap(out_sizes[d - 3], out_sizes[d - 2]);  // a gather into nt, or a scatter out of it
   return out_sizes;
+}
+
+// steps is (T-1, B, N) int64, the frame-pair assignments; fills B, T, N (perm is (B, T, N)).
+inline void compose_prepare(const at::Tensor& steps, int64_t& B, int64_t& T, int64_t& N) {
+  TORCH_CHECK_VALUE(steps.dim() == 3, "compose_permutations: steps must have shape (T-1, B, N), got ", steps.sizes());
+  TORCH_CHECK_TYPE(steps.scalar_type() == at::kLong, "compose_permutations: steps must be int64, got ",
+                   steps.scalar_type());
+  T = steps.size(0) + 1;
+  B = steps.size(1);
+  N = steps.size(2);
 }
 
 }  // namespace ata_ext
