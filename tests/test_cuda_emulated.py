@@ -5,7 +5,7 @@ from a seed. CI has no GPU; this is where the kernel code itself, not only its C
 Checked: the auction kernel's assignments are bit-identical to the twin's on the shared-memory
 and the global-memory path, whatever the thread schedule, with the same statuses on bad input;
 the gather kernels move exactly the rows the CPU kernels move, at every access width, and the
-permutation check flags what it must; and the emulator saw no divergent barrier, deadlock or
+permutation check flags what it must; the composition kernel writes the CPU op's permutations; and the emulator saw no divergent barrier, deadlock or
 spin. Not checked: memory ordering and
 speed (the emulator is sequentially consistent); benchmarks/gpu_check.sh remains the real test."""
 import ctypes
