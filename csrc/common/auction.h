@@ -34,9 +34,9 @@
 //     assignment can beat that sum of row maxima, and every complete assignment pays the same
 //     total price, so the assignment is optimal: the solve ends there, whatever eps is. On
 //     video-like costs this is the first round of the first phase (1 round instead of 5).
-//  4. Phases divide eps by kEpsDiv until it reaches 1; prices carry over, assignments restart.
-//     A phase raises any price by at most 2(C + eps), so over the at most 8 phases that C <= 2^40
-//     allows, prices stay below 2^44.
+//  4. Phases divide eps (by 16, or 64 for rectangular problems: see the schedule below) until it
+//     reaches 1; prices carry over, assignments restart. A phase raises any price by at most
+//     2(C + eps), so over the at most 9 phases that C <= 2^40 allows, prices stay below 2^45.
 // C is the scaled benefit range; Q is chosen per problem (make_scale) so that C <= 2^40 and every
 // price fits the 47 bits of the packed word.
 #pragma once
@@ -57,11 +57,16 @@ constexpr int64_t kRowMask = (int64_t{1} << kRowBits) - 1;
 constexpr int64_t kScaledRangeMax = int64_t{1} << 40;  // C <= 2^40 keeps every price < 2^47
 constexpr int64_t kPriceLimit = int64_t{1} << 47;   // a bid above this is reported, never wrapped
 constexpr int64_t kLevelsMax = int64_t{1} << 24;    // quantisation levels when nothing limits them
-// Epsilon schedule: eps0 = C / kEps0Div, divided by kEpsDiv a phase. Chosen on the CPU twin by
-// counting rounds and bids on 196 x 196 problems: against C/8 and 8 it halves the bids on both
-// video-like (11 -> 5 rounds) and uniform random (5454 -> 2734 bids, 703 -> 593 rounds) costs.
-constexpr int64_t kEps0Div = 512;
-constexpr int64_t kEpsDiv = 64;
+// Epsilon schedule: eps0 = C / div0, divided by div a phase, (div0, div) by shape. Chosen from the
+// twin's round counts, each problem's time modelled with the H100's measured costs (2.9 us a
+// Jacobi round, 1.15 us a step of a single-bid chain; the model reproduced five measured batch
+// sizes within 2%). Against (512, 64), on uniform random costs, (256, 16) takes square problems
+// 0-10% less time on average from 49^2 to 236^2, 25% at 784^2, 13-65% with integer costs of range
+// 100, and the slowest of 224 (what a batch waits for) 8-24% less, 44% at 392^2; video-like costs
+// end in their first round either way. Rectangular problems (dummies bidding as a pool) lost
+// 8-44% with it and keep (512, 64), which against (8, 8) had halved the bids on 196^2 problems.
+constexpr int64_t kEps0DivSquare = 256, kEpsDivSquare = 16;
+constexpr int64_t kEps0DivRect = 512, kEpsDivRect = 64;
 constexpr int64_t kMaxRounds = int64_t{1} << 24;    // per problem; reached only on a bug
 
 
@@ -112,7 +117,7 @@ struct Scale {
 
 // Q: as many levels as the price bound allows. Integer-valued benefits whose range fits are kept
 // as they are (div 0.5 undoes the halving exactly), so integer problems are solved exactly.
-C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
+C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t r, int64_t n) {
   Scale sc;
   sc.n1 = n + 1;
   int64_t q = kLevelsMax;
@@ -138,7 +143,8 @@ C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
   sc.levels = q;
   sc.penalty = -(n * q + 1);
   const int64_t c = ((s.forbidden ? -sc.penalty : 0) + q) * sc.n1;
-  sc.eps0 = c / kEps0Div > 1 ? c / kEps0Div : 1;
+  const int64_t div0 = r == n ? kEps0DivSquare : kEps0DivRect;
+  sc.eps0 = c / div0 > 1 ? c / div0 : 1;
   return sc;
 }
 
@@ -266,8 +272,11 @@ C10_HOST_DEVICE inline int32_t award(int64_t* price, int32_t* owner, int32_t* co
   return displaced;
 }
 
-C10_HOST_DEVICE inline int64_t next_eps(int64_t eps) {
-  return eps / kEpsDiv > 1 ? eps / kEpsDiv : 1;
+// The next phase's eps; square: r == n. Two divisions by constants (shifts) rather than one by
+// a variable, and no field in Scale: either cost the kernels registers.
+C10_HOST_DEVICE inline int64_t next_eps(int64_t eps, bool square) {
+  const int64_t e = square ? eps / kEpsDivSquare : eps / kEpsDivRect;
+  return e > 1 ? e : 1;
 }
 
 }  // namespace auction

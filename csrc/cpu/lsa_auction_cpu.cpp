@@ -29,7 +29,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
   const int32_t dummy = static_cast<int32_t>(r);
   au::Stats st = au::stats_init();
   for (const double c : p.c) au::stats_add(st, -c);  // benefits; validity was checked on load
-  const au::Scale sc = au::make_scale(st, n);
+  const au::Scale sc = au::make_scale(st, r, n);
   s.lv.resize(r * n);
   for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
   s.price.assign(n, 0);
@@ -40,7 +40,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
   int64_t rounds = 0;
   bool solved = false;
   const auto row = [&](int32_t i) { return i < r ? s.lv.data() + static_cast<int64_t>(i) * n : nullptr; };
-  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
+  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps, r == n)) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.col_of.begin(), s.col_of.end(), -1);
     s.bidders.resize(r);

@@ -156,7 +156,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   if (tid == 0) {
     for (int w = 1; w < kWarps; ++w) st = au::stats_merge(st, part[w]);
     part[0] = st;
-    sc_shared = au::make_scale(st, n);
+    sc_shared = au::make_scale(st, r, n);
     fail = st.invalid ? kInvalid : kOk;
     solved = 0;
   }
@@ -184,7 +184,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
 
   // 3. Epsilon-scaling phases of Jacobi rounds.
   int64_t rounds = 0;
-  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
+  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps, r == n)) {
     for (int64_t j = tid; j < n; j += kThreads) {
       owner[j] = -1;
       if (j < r) {
