@@ -32,6 +32,7 @@ def _check_layout(layout):
 # The similarity of a token whose features are not finite (NaN or infinite): below every cosine
 # similarity, so such tokens are matched after all others and the rest of their frame still
 # aligns (the NaN then travel with the gather into aligned, as any PyTorch op would pass them on).
+# The ops use it from csrc/common/similarity.h; here it is for reference and tests.
 NONFINITE_SIMILARITY = -2.0
 
 
@@ -42,25 +43,24 @@ def frame_similarities(key):
 
     One bmm per frame pair over strided views: a 4-D matmul of the frame slices would first copy
     both operands (they are not one strided batch), which measured 2.2x slower on the CPU. The
-    Gram matrices are scaled by inverse norms (normalize's eps clamp included) instead of writing
-    a normalised copy of the features, except in float16: there the raw Gram matrices overflow
-    once norms pass 256 and lose their digits when norms are small, so the features are
-    normalised first. Norms are taken in float32 (float64 for float64 features): the inverse of a
-    small norm does not fit in float16."""
+    Gram matrices are then divided by the norms in place by one op, normalize_similarities_,
+    instead of writing a normalised copy of the features; except in float16, where raw Gram
+    matrices overflow once norms pass 256 and lose their digits when norms are small, so the
+    features are normalised first. Norms are taken in float32 (float64 for float64 features): the
+    inverse of a small norm does not fit in float16."""
     *_, T, N, D = key.shape
     k = key.reshape(-1, T, N, D)
     acc = torch.float64 if k.dtype == torch.float64 else torch.float32
-    inv = 1.0 / torch.linalg.vector_norm(k, dim=-1, dtype=acc).clamp_min(1e-12)  # (B, T, N)
+    norms = torch.linalg.vector_norm(k, dim=-1, dtype=acc)  # (B, T, N)
     if k.dtype == torch.float16:
+        inv = 1.0 / norms.clamp_min(1e-12)
         k = torch.mul(k, inv[..., None], out=torch.empty_like(k))  # computed in float32, stored once
+        norms = None
     sim = k.new_empty(T - 1, k.shape[0], N, N)
     for t in range(T - 1):
         torch.bmm(k[:, t], k[:, t + 1].transpose(1, 2), out=sim[t])
-    if k.dtype != torch.float16:
-        inv = inv.transpose(0, 1)  # (T, B, N)
-        sim.mul_(inv[:-1, :, :, None]).mul_(inv[1:, :, None, :])
-    v = NONFINITE_SIMILARITY
-    return torch.nan_to_num_(sim, nan=v, posinf=v, neginf=v)
+    ops.normalize_similarities_(sim, norms)
+    return sim
 
 
 def alignment_permutations(key):

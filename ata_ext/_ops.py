@@ -38,6 +38,12 @@ def _lsa_auction_fake(cost, maximize=False, check=True):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)
 
 
+@torch.library.register_fake("ata_ext::normalize_similarities_")
+def _normalize_similarities_fake(gram, norms):
+    torch._check(gram.dim() == 4, lambda: "normalize_similarities_: gram must have shape (T-1, B, N, N)")
+    return None
+
+
 @torch.library.register_fake("ata_ext::compose_permutations")
 def _compose_permutations_fake(steps):
     torch._check(steps.dim() == 3, lambda: "compose_permutations: steps must have shape (T-1, B, N)")

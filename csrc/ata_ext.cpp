@@ -27,6 +27,12 @@ TORCH_LIBRARY(ata_ext, m) {
   // `check` validates perm (one host sync on CUDA).
   m.def("align_gather(Tensor x, Tensor perm, bool nt=False, bool check=True) -> Tensor");
   m.def("align_scatter(Tensor y, Tensor perm, bool nt=False, bool check=True) -> Tensor");
+  // Frame-pair Gram matrices to cosine similarities, in place (align's step after the matmuls):
+  // gram (T-1, B, N, N), gram[t, b, i, j] = <k[b, t, i], k[b, t+1, j]>, norms (B, T, N) the
+  // feature norms (float32; float64 for float64 gram), or None when gram already holds cosines.
+  // Each entry is divided by both norms (each clamped to at least 1e-12, as normalize does); an
+  // entry that is not finite becomes -2, below every cosine similarity (common/similarity.h).
+  m.def("normalize_similarities_(Tensor(a!) gram, Tensor? norms) -> ()");
   // The composition that turns frame-pair assignments into alignment permutations (align's last
   // step before the gather): steps (T-1, B, N), steps[t-1, b] frame t-1's column per row in frame
   // t; perm (B, T, N) with perm[b, 0, i] = i, perm[b, t, i] = steps[t-1, b, perm[b, t-1, i]].

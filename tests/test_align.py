@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import ata_ext
+from ata_ext._ops import ops
 from ata_ext.testing import devices
 from reference_ata import literal_align, literal_dealign, step_totals
 
@@ -173,25 +174,66 @@ def test_compose_permutations(device):
     g = torch.Generator().manual_seed(11)
     for T1, B, N in ((4, 3, 17), (1, 2, 5), (0, 3, 4), (3, 0, 6), (2, 4, 0), (7, 1, 300)):
         steps = torch.argsort(torch.rand(T1, B, N, generator=g), dim=-1)
-        perm = ata_ext._ops.ops.compose_permutations(steps.to(device)).cpu()
+        perm = ops.compose_permutations(steps.to(device)).cpu()
         assert perm.shape == (B, T1 + 1, N) and perm.dtype == torch.long
         assert torch.equal(perm, composed_by_gathers(steps))
     steps = torch.argsort(torch.rand(3, 2, 6, generator=g), dim=-1)
     torch.library.opcheck(torch.ops.ata_ext.compose_permutations.default, (steps.to(device),))
     with pytest.raises(ValueError, match=r"\(T-1, B, N\)"):
-        ata_ext._ops.ops.compose_permutations(steps[0].to(device))
+        ops.compose_permutations(steps[0].to(device))
     with pytest.raises(TypeError, match="int64"):
-        ata_ext._ops.ops.compose_permutations(steps.int().to(device))
+        ops.compose_permutations(steps.int().to(device))
     bad = steps.clone()
     bad[2, 1, 3] = -1  # a problem the solver left unassigned
     if device == "cpu":
         with pytest.raises(ValueError, match=r"outside 0\.\.5"):
-            ata_ext._ops.ops.compose_permutations(bad)
+            ops.compose_permutations(bad)
     else:  # no sync on CUDA: the chain through it is -1 from there on, nothing read out of bounds
-        perm = ata_ext._ops.ops.compose_permutations(bad.to(device)).cpu()
+        perm = ops.compose_permutations(bad.to(device)).cpu()
         want = composed_by_gathers(steps)
         hit = want[1, 2] == 3
         assert bool((perm[1, 3][hit] == -1).all()) and torch.equal(perm[1, 3][~hit], want[1, 3][~hit])
+
+
+def gram_and_norms(g, T=4, B=3, N=9, D=16, dtype=torch.float32):
+    """Frame-pair Gram matrices (T-1, B, N, N) of features with a zero, a NaN and an infinite
+    token, their norms (B, T, N), and the float64 reference cosines."""
+    k = torch.randn(B, T, N, D, generator=g, dtype=torch.float64)
+    k[0, 1, 2] = 0
+    k[1, 2, 4, 3] = float("nan")
+    k[2, 0, 5, :2] = float("inf")
+    unit = torch.nn.functional.normalize(k, dim=-1)
+    want = torch.stack([unit[:, t] @ unit[:, t + 1].transpose(1, 2) for t in range(T - 1)])
+    want = torch.nan_to_num(want, nan=-2.0, posinf=-2.0, neginf=-2.0)
+    kd = k.to(dtype)
+    gram = torch.stack([kd[:, t] @ kd[:, t + 1].transpose(1, 2) for t in range(T - 1)])
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    return gram, torch.linalg.vector_norm(kd, dim=-1, dtype=acc), want
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_normalize_similarities(device, dtype):
+    g = torch.Generator().manual_seed(12)
+    gram, norms, want = gram_and_norms(g, dtype=dtype)
+    sim = gram.to(device)
+    ops.normalize_similarities_(sim, norms.to(device))
+    tol = {torch.float32: 1e-6, torch.float64: 1e-13, torch.bfloat16: 2e-2}[dtype]
+    assert sim.dtype == dtype and torch.allclose(sim.cpu().double(), want, atol=tol, rtol=0)
+    assert float(sim[0, 0, :, 2].abs().max()) == 0  # a zero token: cosine 0 (normalize's eps)
+    # Without norms only the entries that are not finite change.
+    sim = gram.to(device)
+    ops.normalize_similarities_(sim, None)
+    assert torch.equal(sim.cpu(), torch.nan_to_num(gram, nan=-2.0, posinf=-2.0, neginf=-2.0))
+    torch.library.opcheck(torch.ops.ata_ext.normalize_similarities_.default, (gram.to(device), norms.to(device)))
+    with pytest.raises(ValueError, match=r"\(T-1, B, N, N\)"):
+        ops.normalize_similarities_(gram[0].to(device), norms.to(device))
+    with pytest.raises(ValueError, match="contiguous"):
+        ops.normalize_similarities_(gram.transpose(2, 3).to(device), norms.to(device))
+    with pytest.raises(ValueError, match=r"\(B, T, N\)"):
+        ops.normalize_similarities_(gram.to(device), norms[:, :2].contiguous().to(device))
+    with pytest.raises(TypeError, match="norms must be"):
+        ops.normalize_similarities_(gram.to(device), norms.half().to(device))
 
 
 @pytest.mark.parametrize("device", devices())

@@ -5,7 +5,8 @@ from a seed. CI has no GPU; this is where the kernel code itself, not only its C
 Checked: the auction kernel's assignments are bit-identical to the twin's on the shared-memory
 and the global-memory path, whatever the thread schedule, with the same statuses on bad input;
 the gather kernels move exactly the rows the CPU kernels move, at every access width, and the
-permutation check flags what it must; the composition kernel writes the CPU op's permutations; and the emulator saw no divergent barrier, deadlock or
+permutation check flags what it must; the composition and similarity kernels write the CPU ops'
+bits; and the emulator saw no divergent barrier, deadlock or
 spin. Not checked: memory ordering and
 speed (the emulator is sequentially consistent); benchmarks/gpu_check.sh remains the real test."""
 import ctypes
@@ -55,6 +56,8 @@ def lib(tmp_path_factory):
                                   ctypes.c_char_p, cint]
     lib.emu_check_perm.argtypes = [vp, i64, i64, vp, vp, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
     lib.emu_compose.argtypes = [vp, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
+    lib.emu_normalize_similarities.argtypes = [vp, cint, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p,
+                                               cint]
     return lib
 
 
@@ -195,6 +198,29 @@ def test_compose_kernel_follows_the_chains(lib):
             rc = lib.emu_compose(st.data_ptr(), perm.data_ptr(), B, T, N, max_grid, seed, err, len(err))
             assert rc == 0, err.value.decode()
             assert torch.equal(perm, expect)
+
+
+@pytest.mark.parametrize("dtype", list(DTYPE_CODES), ids=str)
+def test_similarity_kernel_matches_the_cpu_bits(lib, dtype):
+    g = torch.Generator().manual_seed(9)
+    B, T, N = 2, 4, 40
+    k = torch.randn(B, T, N, 24, generator=g, dtype=torch.float64)
+    k[0, 1, 3] = 0
+    k[1, 2, 7, 5] = float("nan")
+    k[1, 0, 9, 0] = float("inf")
+    kd = k.to(dtype)
+    gram = torch.stack([kd[:, t] @ kd[:, t + 1].transpose(1, 2) for t in range(T - 1)]).contiguous()
+    norms = torch.linalg.vector_norm(kd, dim=-1, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    for with_norms in (True, False):
+        want = gram.clone()
+        ops.normalize_similarities_(want, norms if with_norms else None)
+        for max_grid, seed in ((0, 0), (1, 4)):  # the launcher's grid; one block striding over all rows
+            got = gram.clone()
+            err = ctypes.create_string_buffer(2048)
+            rc = lib.emu_normalize_similarities(got.data_ptr(), DTYPE_CODES[dtype], norms.data_ptr() if with_norms else None,
+                                                B, T, N, max_grid, seed, err, len(err))
+            assert rc == 0, err.value.decode()
+            assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
 
 
 # Integer problems with several optima on which a kernel whose dummies' pool skips lifting its own

@@ -1,5 +1,6 @@
 // Host-side argument checks and output shapes for the alignment ops (align_gather, align_scatter,
-// compose_permutations), shared by the CPU and CUDA backends so their errors match.
+// compose_permutations, normalize_similarities_), shared by the CPU and CUDA backends so their
+// errors match.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -38,6 +39,29 @@ inline void compose_prepare(const at::Tensor& steps, int64_t& B, int64_t& T, int
   T = steps.size(0) + 1;
   B = steps.size(1);
   N = steps.size(2);
+}
+
+// gram (T-1, B, N, N), contiguous, floating; norms (B, T, N), float32 (float64 for float64 gram),
+// or undefined. Fills B, T, N.
+inline void similarities_prepare(const at::Tensor& gram, const c10::optional<at::Tensor>& norms, int64_t& B,
+                                 int64_t& T, int64_t& N) {
+  const char* op = "normalize_similarities_";
+  TORCH_CHECK_VALUE(gram.dim() == 4 && gram.size(2) == gram.size(3), op,
+                    ": gram must have shape (T-1, B, N, N), got ", gram.sizes());
+  TORCH_CHECK_TYPE(at::isFloatingType(gram.scalar_type()), op, ": gram must be floating-point, got ",
+                   gram.scalar_type());
+  TORCH_CHECK_VALUE(gram.is_contiguous(), op, ": gram must be contiguous");
+  T = gram.size(0) + 1;
+  B = gram.size(1);
+  N = gram.size(2);
+  if (!norms.has_value()) return;
+  const auto acc = gram.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  TORCH_CHECK_TYPE(norms->scalar_type() == acc, op, ": norms must be ", acc, " for ", gram.scalar_type(),
+                   " similarities, got ", norms->scalar_type());
+  TORCH_CHECK_VALUE(norms->sizes() == at::IntArrayRef({B, T, N}), op, ": norms must have shape (B, T, N) = (", B,
+                    ", ", T, ", ", N, "), got ", norms->sizes());
+  TORCH_CHECK_VALUE(norms->device() == gram.device(), op, ": norms is on ", norms->device(), " but gram is on ",
+                    gram.device());
 }
 
 }  // namespace ata_ext

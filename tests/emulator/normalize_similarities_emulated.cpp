@@ -1,0 +1,50 @@
+// The CUDA similarity kernel (csrc/cuda/normalize_similarities_cuda.cu), compiled for the CPU
+// emulator (cuda_emulator.h) from its own source, behind a C interface that
+// tests/test_cuda_emulated.py loads with ctypes; max_grid can shrink the grid to exercise the
+// grid-stride loop.
+#define ATA_EXT_CUDA_EMULATOR
+#include "cuda_emulator.h"
+
+#include "cuda/normalize_similarities_cuda.cu"
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace {
+
+template <typename scalar_t, typename acc_t>
+void run(void* gram, const void* norms, int64_t B, int64_t T, int64_t N, int blocks, uint64_t seed) {
+  namespace k = ata_ext;
+  emu::launch(blocks, k::kSimilarityThreads, 0, seed, 1 << 20, [&] {
+    k::normalize_similarities_kernel<scalar_t, acc_t>(static_cast<scalar_t*>(gram), static_cast<const acc_t*>(norms),
+                                                      B, T, N);
+  });
+}
+
+}  // namespace
+
+// gram (T-1, B, N, N) of dtype code (0 float32, 1 float64, 2 float16, 3 bfloat16), norms (B, T, N)
+// float32 (float64 for float64) or null, in place, as the launcher does. Returns 0, or 1 with the
+// emulator's error in err.
+extern "C" int emu_normalize_similarities(void* gram, int dtype, const void* norms, int64_t B, int64_t T, int64_t N,
+                                          int max_grid, uint64_t seed, char* err, int errlen) {
+  namespace k = ata_ext;
+  const int64_t rows = (T - 1) * B * N, per_block = k::kSimilarityThreads / 32;
+  int64_t blocks = std::max<int64_t>((rows + per_block - 1) / per_block, 1);
+  if (max_grid > 0) blocks = std::min<int64_t>(blocks, max_grid);
+  try {
+    switch (dtype) {
+      case 0: run<float, float>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
+      case 1: run<double, double>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
+      case 2: run<c10::Half, float>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
+      default: run<c10::BFloat16, float>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
+    }
+  } catch (const std::exception& e) {
+    std::snprintf(err, errlen, "%s", e.what());
+    return 1;
+  }
+  return 0;
+}
