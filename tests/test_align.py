@@ -321,6 +321,37 @@ def test_torch_compile_fullgraph(device):
     assert torch.allclose(xg.grad, xe.grad)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+def test_cuda_graph_capture_and_reduce_overhead(dtype):
+    # align syncs nowhere (similarities, solver, composition, gather), so it can be captured in a
+    # CUDA graph, and torch.compile's "reduce-overhead" mode (CUDA graphs) runs it.
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(4, 6, 49, 64, generator=g).to("cuda", dtype)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        ata_ext.align(x)  # warm-up outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        aligned, perm = ata_ext.align(x)
+    x.copy_(torch.randn(4, 6, 49, 64, generator=g).to("cuda", dtype))
+    graph.replay()
+    torch.cuda.synchronize()
+    want_aligned, want_perm = ata_ext.align(x)
+    assert torch.equal(perm, want_perm) and torch.equal(aligned, want_aligned)
+
+    def f(z):
+        a, p = ata_ext.align(z, layout="nt")
+        return ata_ext.dealign(a * 2, p, layout="nt", check=False)
+
+    compiled = torch.compile(f, mode="reduce-overhead", fullgraph=True)
+    for _ in range(3):
+        out = compiled(x)
+    assert torch.equal(out, f(x))
+
+
 @given(st.integers(1, 3), st.integers(1, 5), st.integers(0, 12), st.integers(1, 6), st.integers(0, 2**31 - 1))
 def test_property_against_literal(batch, T, N, C, seed):
     x = torch.randn(batch, T, N, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
