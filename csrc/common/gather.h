@@ -26,10 +26,6 @@ C10_HOST_DEVICE inline RowPair align_rows(int64_t k, int64_t p, int64_t T, int64
   return RowPair{bt * N + p, nt ? (b * N + i) * T + t : k};
 }
 
-}  // namespace ata_ext
-
-namespace ata_ext {
-
 // compose_permutations for one position i of clip b: steps is (T-1, B, N), steps[t-1, b] the
 // assignment of frame t-1's tokens to frame t's (a column per row); perm is (B, T, N).
 //     perm[b, 0, i] = i,   perm[b, t, i] = steps[t-1, b, perm[b, t-1, i]]
