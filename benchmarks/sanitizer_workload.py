@@ -30,9 +30,10 @@ def main():
         x = torch.randn(2, 4, 49, 32, device="cuda")
         aligned, perm = ata_ext.align(x)
         assert torch.equal(ata_ext.dealign(aligned, perm), x)
-        x[1, 2, 5] = float("nan")  # float16 similarities, and a token matched last
-        aligned, perm = ata_ext.align(x.half())
-        assert torch.equal(perm.sort(-1).values, torch.arange(49, device="cuda").expand(2, 4, 49))
+        x[1, 2, 5] = float("nan")  # a token matched last; bfloat16 and float16 similarities
+        for dtype in (torch.bfloat16, torch.float16):
+            aligned, perm = ata_ext.align(x.to(dtype))
+            assert torch.equal(perm.sort(-1).values, torch.arange(49, device="cuda").expand(2, 4, 49))
     torch.cuda.synchronize()
     print("sanitizer workload: ok")
 
