@@ -66,7 +66,7 @@ def emulated_auction(lib, cost, maximize=False, shared_levels=True, wide=False, 
     shared_levels / wide pick the instantiation (levels in shared memory; 1024 threads)."""
     assert cost.dtype in DTYPE_CODES and cost.dim() == 3
     batch, n, m = cost.shape
-    out = torch.full((batch, n), -1, dtype=torch.long)  # as the CUDA launcher prepares it
+    out = torch.full((batch, n), -7, dtype=torch.long)  # the launcher leaves it unset: the kernel writes every entry
     status = torch.full((batch,), -7, dtype=torch.int32)
     err = ctypes.create_string_buffer(2048)
     rc = lib.emu_auction(cost.data_ptr(), DTYPE_CODES[cost.dtype], batch, n, m, *cost.stride(),

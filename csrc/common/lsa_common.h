@@ -17,11 +17,13 @@ inline void lsa_check_input(const at::Tensor& cost, const char* op) {
                    cost.scalar_type(), ")");
 }
 
-// (..., N) int64 filled with -1: the answer for rows that get no column.
-inline at::Tensor lsa_output(const at::Tensor& cost) {
+// (..., N) int64 filled with -1: the answer for rows that get no column. filled = false leaves it
+// unset, for a kernel that writes every entry itself (one launch fewer on CUDA).
+inline at::Tensor lsa_output(const at::Tensor& cost, bool filled = true) {
   auto sizes = cost.sizes().vec();
   sizes.pop_back();
-  return at::full(sizes, -1, cost.options().dtype(at::kLong));
+  const auto options = cost.options().dtype(at::kLong);
+  return filled ? at::full(sizes, -1, options) : at::empty(sizes, options);
 }
 
 // Raises for the first failed problem of the batch, or returns.

@@ -123,6 +123,10 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   const int32_t dummy = static_cast<int32_t>(r);               // the row id the dummies bid under
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const scalar_t* src = cost + b * sb;
+  // Every output entry of the problem starts as -1 (a row left without a column, or a failed
+  // problem): written here instead of by a fill kernel before the launch. The block barriers
+  // before the assignment is written order these writes first.
+  for (int64_t i = tid; i < N; i += kThreads) out[b * N + i] = -1;
 
   int64_t* price = reinterpret_cast<int64_t*>(dynamic_smem());
   unsigned long long* best = reinterpret_cast<unsigned long long*>(price + n);
@@ -336,9 +340,9 @@ void opt_in_smem(int device, int max_smem) {
 at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, const char* op) {
   lsa_check_input(cost_in, op);
   const c10::cuda::CUDAGuard guard(cost_in.device());
-  at::Tensor out = lsa_output(cost_in);
   const int64_t N = cost_in.size(-2), M = cost_in.size(-1);
-  if (out.numel() == 0 || M == 0) return out;
+  if (cost_in.numel() == 0) return lsa_output(cost_in);  // no launch: rows (if any, M = 0) hold -1
+  at::Tensor out = lsa_output(cost_in, /*filled=*/false);  // the kernel writes every entry
   const int64_t n = std::max(N, M);
   int max_smem = 0, smem_per_sm = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, cost_in.get_device()));
