@@ -38,6 +38,11 @@ def _lsa_auction_fake(cost, maximize=False, check=True):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)
 
 
+@torch.library.register_fake("ata_ext::lsa_auction_rounds")
+def _lsa_auction_rounds_fake(cost, maximize=False):
+    return cost.new_empty((*cost.shape[:-2], 2), dtype=torch.long)
+
+
 @torch.library.register_fake("ata_ext::normalize_similarities_")
 def _normalize_similarities_fake(gram, norms):
     torch._check(gram.dim() == 4, lambda: "normalize_similarities_: gram must have shape (T-1, B, N, N)")

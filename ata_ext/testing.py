@@ -1,5 +1,6 @@
-"""Helpers shared by the test suite and the benchmarks: device lists, problem generators and the
-scipy-backed optimality check. scipy is imported lazily: it is a test dependency only."""
+"""Helpers shared by the test suite and the benchmarks: device lists, problem generators, the
+scipy-backed optimality check and the auction's round counts. scipy is imported lazily: it is a
+test dependency only."""
 import numpy as np
 import torch
 
@@ -125,3 +126,14 @@ def assert_optimal(cost, cols, maximize=False, algorithm="jv"):
         ref = scipy_objective(flat_c[b], maximize)
         t = tolerance(flat_c[b], algorithm, maximize)
         assert abs(got - ref) <= t, f"problem {b}: objective {got!r}, scipy {ref!r} (tolerance {t})"
+
+
+def auction_rounds(cost, maximize=False):
+    """What the auction's solve of each problem costs, counted by its CPU twin, which runs the
+    CUDA kernel's rounds exactly: int64 (..., 2), [rounds in which several rows bid, steps of
+    single-bid chains] (csrc/common/auction.h). On an H100 a round cost about 2.9 us and a chain
+    step 1.15 us in shared memory (README, "GPU"), so 2.9 * rounds + 1.15 * steps estimates a
+    problem's kernel time in microseconds without a GPU. cost is moved to the CPU."""
+    from ._ops import ops
+
+    return ops.lsa_auction_rounds(cost.cpu(), bool(maximize))

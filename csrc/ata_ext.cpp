@@ -20,6 +20,10 @@ TORCH_LIBRARY(ata_ext, m) {
   // The auction solver: the CUDA kernel, and on the CPU its serial twin with the same integer
   // arithmetic (bit-identical results). Same contract as linear_sum_assignment.
   m.def("lsa_auction(Tensor cost, bool maximize=False, bool check=True) -> Tensor");
+  // What the auction's solve of each problem costs, counted by the CPU twin (CPU only: a testing
+  // and tuning aid, ata_ext.testing.auction_rounds): (..., 2) int64, [rounds in which several rows
+  // bid, steps of single-bid chains]. Raises on bad problems as lsa_auction with check=True.
+  m.def("lsa_auction_rounds(Tensor cost, bool maximize=False) -> Tensor");
   // The alignment gathers. x (..., T, N, C), perm (..., T, N) of permutations; the aligned tensor
   // y is (..., T, N, C), or (..., N, T, C) with nt=True (the layout temporal attention reads):
   //   y[..., t, i, :] (or y[..., i, t, :]) = x[..., t, perm[..., t, i], :]

@@ -367,3 +367,25 @@ def test_solver_families_optimal(device, algorithm):
         cols = solve(cost, mx, device, algorithm)
         for k in range(cost.shape[0]):
             check_optimal(device, algorithm, cost[k].double(), cols[k], mx)
+
+
+def test_auction_round_counts():
+    # The twin counts the kernel's rounds (ata_ext.testing.auction_rounds): the shortcuts of
+    # auction.h must keep doing their job. Video-like costs end in their first round; the dummies'
+    # pool keeps very rectangular problems to a few rounds (one by one they took thousands).
+    from ata_ext.testing import auction_rounds
+
+    g = torch.Generator().manual_seed(1)
+    assert torch.equal(auction_rounds(video_similarity(16, 196, generator=g), maximize=True),
+                       torch.tensor([[1, 0]]).expand(16, 2))
+    for shape in ((64, 7, 100), (64, 100, 7)):
+        assert int(auction_rounds(torch.rand(*shape, generator=g)).sum(-1).max()) < 50
+    uniform = auction_rounds(torch.rand(64, 196, 196, generator=g)).float().mean(0)
+    assert 100 < float(uniform.sum()) < 1500  # a few hundred rounds and chain steps
+    counts = auction_rounds(torch.rand(2, 3, 9, 9, generator=g).double(), maximize=True)
+    assert counts.shape == (2, 3, 2) and counts.dtype == torch.long
+    torch.library.opcheck(torch.ops.ata_ext.lsa_auction_rounds.default, (torch.rand(3, 6, 5, generator=g), False))
+    bad = torch.rand(2, 4, 4, generator=g)
+    bad[1, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="lsa_auction_rounds"):
+        auction_rounds(bad)

@@ -358,7 +358,7 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
 
 at::Tensor linear_sum_assignment_cpu(const at::Tensor& cost, bool maximize, bool check) {
   return lsa_run_batch(cost, maximize, check, "linear_sum_assignment",
-                       [](const DenseProblem& p, int64_t* x) {
+                       [](const DenseProblem& p, int64_t* x, int64_t) {
                          thread_local JvState s;
                          return jv_solve(p, x, s);
                        });

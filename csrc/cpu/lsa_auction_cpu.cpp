@@ -24,7 +24,13 @@ struct AuctionState {
   std::vector<int32_t> order;            // columns the pool does not hold, in its order (auction.h)
 };
 
-LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
+// What a solve cost, in the kernel's units of work (auction.h): rounds in which several rows bid
+// (each a block-wide step with barriers on the GPU), and steps of single-bid chains (one warp).
+struct RoundCounts {
+  int64_t jacobi = 0, chain = 0;
+};
+
+LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, RoundCounts& counts) {
   const int64_t r = p.rows, n = p.cols;  // r real rows; the n - r dummies bid as a pool
   const int32_t dummy = static_cast<int32_t>(r);
   au::Stats st = au::stats_init();
@@ -50,6 +56,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
       if (s.bidders.size() + (u > 0) == 1 && u <= 1) {  // the chain of single bids that ends the phase
         for (int32_t i = u > 0 ? dummy : s.bidders[0]; i >= 0;) {
           if (++rounds > au::kMaxRounds) return kNoConvergence;
+          ++counts.chain;
           const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy);
           const int64_t b = au::bid(t, s.price[t.j1], eps);
           if (b >= au::kPriceLimit) return kOverflow;
@@ -63,6 +70,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
         break;
       }
       if (++rounds > au::kMaxRounds) return kNoConvergence;
+      ++counts.jacobi;
       const bool first = static_cast<int64_t>(s.bidders.size()) == r && u == n - r;  // the phase's first round
       bool contested = false, pool_flat = true;  // for the early end (auction.h)
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
@@ -120,16 +128,41 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s) {
 at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
   TORCH_CHECK_VALUE(cost.dim() < 2 || std::max(cost.size(-1), cost.size(-2)) <= au::kMaxN,
                     "lsa_auction: N and M must be at most ", au::kMaxN, ", got shape ", cost.sizes());
-  return lsa_run_batch(cost, maximize, check, "lsa_auction", [](const DenseProblem& p, int64_t* x) {
+  return lsa_run_batch(cost, maximize, check, "lsa_auction", [](const DenseProblem& p, int64_t* x, int64_t) {
     thread_local AuctionState s;
-    return auction_solve(p, x, s);
+    RoundCounts counts;
+    return auction_solve(p, x, s, counts);
   });
+}
+
+// The twin's round counts per problem: (..., 2) int64, [Jacobi rounds, chain steps]. Raises on bad
+// problems as lsa_auction does with check=True.
+at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
+  lsa_check_input(cost, "lsa_auction_rounds");
+  TORCH_CHECK_VALUE(std::max(cost.size(-1), cost.size(-2)) <= au::kMaxN, "lsa_auction_rounds: N and M must be at most ",
+                    au::kMaxN, ", got shape ", cost.sizes());
+  auto sizes = cost.sizes().vec();
+  sizes.resize(sizes.size() - 2);
+  const int64_t batch = c10::multiply_integers(sizes);
+  sizes.push_back(2);
+  at::Tensor rounds = at::zeros({batch, 2}, cost.options().dtype(at::kLong));
+  int64_t* r = rounds.data_ptr<int64_t>();
+  lsa_run_batch(cost, maximize, /*check=*/true, "lsa_auction_rounds", [r](const DenseProblem& p, int64_t* x, int64_t b) {
+    thread_local AuctionState s;
+    RoundCounts counts;
+    const LsaStatus st = auction_solve(p, x, s, counts);
+    r[2 * b] = counts.jacobi;
+    r[2 * b + 1] = counts.chain;
+    return st;
+  });
+  return rounds.view(sizes);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
   m.impl("lsa_auction", &lsa_auction_cpu);
+  m.impl("lsa_auction_rounds", &lsa_auction_rounds_cpu);
 }
 
 }  // namespace ata_ext

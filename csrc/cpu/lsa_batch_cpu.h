@@ -78,8 +78,8 @@ inline void prefetch_problem(const scalar_t* src, int64_t n, int64_t m, int64_t 
   for (int64_t k = 0; k < bytes; k += 64) __builtin_prefetch(p + k, 0, 2);
 }
 
-// Runs `solve(const DenseProblem&, int64_t* col_of_row) -> LsaStatus` on every problem of the
-// batch. col_of_row has p.rows entries. With check=false a failed problem is left all -1 instead
+// Runs `solve(const DenseProblem&, int64_t* col_of_row, int64_t b) -> LsaStatus` on every problem
+// b of the batch. col_of_row has p.rows entries. With check=false a failed problem is left all -1 instead
 // of raising, which is the contract of the sync-free CUDA path too.
 template <typename Solver>
 at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, const char* op, Solver solve) {
@@ -110,7 +110,7 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
         int32_t st = lsa_load(base + b * sb, n, m, s0, s1, maximize, p);
         if (st == kOk) {
           sol.assign(p.rows, -1);
-          st = solve(p, sol.data());
+          st = solve(p, sol.data(), b);
         }
         status[b] = st;
         if (st == kOk) {
