@@ -5,6 +5,10 @@ Measures, answers checked against scipy on a sample first:
   - N sweep (49 to 2048) at a fixed amount of work, to show where the CPU path wins
   - 4096 x 196x196 and 64 x 784x784: time and problems per second
   - rectangular batches (DETR-style 100 queries x 10 targets, 300 x 20, 150 x 196)
+  - the auction's weak spot: uniform costs whose first 10 rows and columns are copies ("dup10")
+  - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
+    README's per-round cost model: mean Jacobi rounds and chain steps per problem, and the
+    slowest problem's 2.9 us * rounds + 1.15 us * steps, to check the model against the kernel.
   - the share of the op's time spent in the kernel (the rest: validation sync, allocation,
     launch) and the kernel's achieved read bandwidth on the cost tensor.
 Writes a JSON file and prints a table.
@@ -17,14 +21,18 @@ import numpy as np
 import torch
 
 import ata_ext
-from ata_ext.testing import assert_optimal, video_similarity
+from ata_ext.testing import assert_optimal, auction_rounds, video_similarity
 
 
 def problems(kind, batch, n, m=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     if kind == "video":
         return video_similarity(batch, n, generator=g), True
-    return torch.rand(batch, n, m or n, generator=g), False
+    cost = torch.rand(batch, n, m or n, generator=g)
+    if kind == "dup10":  # equal rows wanting equal columns: a price war (README, "Where the auction is slow")
+        cost[:, :10] = cost[:, :1]
+        cost[:, :, :10] = cost[:, :, :1]
+    return cost, False
 
 
 def cuda_time(fn, reps=20):
@@ -107,16 +115,24 @@ def main():
         reads = 1 if gpu.element_size() == 4 else 2
         row["kernel_read_GBps"] = reads * gpu.numel() * gpu.element_size() / kern / 1e9 if kern else None
         row["problems_per_s"] = batch / row["cuda_s"]
+        model = ""
+        if max(n, m or n) <= 256:
+            counts = auction_rounds(cost, mx).double()
+            row["twin_jacobi_mean"], row["twin_chain_mean"] = counts.mean(0).tolist()
+            row["twin_model_slowest_s"] = float((2.9e-6 * counts[:, 0] + 1.15e-6 * counts[:, 1]).max())
+            model = (f"  twin: {row['twin_jacobi_mean']:.0f} rounds + {row['twin_chain_mean']:.0f} steps,"
+                     f" slowest {row['twin_model_slowest_s'] * 1e3:.2f} ms by the model")
         rows.append(row)
         sp = f"{row['scipy_s'] / row['cuda_s']:8.1f}x" if scipy_too else "       -"
         print(f"{kind:<8}{batch:>6}{n:>6}{m or n:>6} cuda {row['cuda_s'] * 1e3:9.3f} ms (no check {row['cuda_nocheck_s'] * 1e3:8.3f})"
               f"  cpu {row['cpu_s'] * 1e3:9.2f} ms  vs scipy {sp}  cpu/cuda {row['cpu_s'] / row['cuda_s']:6.2f}x"
-              f"  kernel {100 * (row['kernel_share'] or 0):5.1f}%  {row['problems_per_s']:10.0f} problems/s", flush=True)
+              f"  kernel {100 * (row['kernel_share'] or 0):5.1f}%  {row['problems_per_s']:10.0f} problems/s{model}", flush=True)
 
     print(f"device: {dev}, torch {torch.__version__}")
     for kind in ("video", "uniform"):
         for batch in (1, 8, 64, 224, 4096):
             record(kind, batch, 196)
+    record("dup10", 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)
     for batch, n, m in ((64, 100, 10), (256, 300, 20), (64, 150, 196)):
