@@ -125,9 +125,14 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   return kOk;
 }
 
+// The twin's row ids have kRowBits bits (auction.h).
+void check_auction_size(const at::Tensor& cost, const char* op) {
+  TORCH_CHECK_VALUE(cost.dim() < 2 || std::max(cost.size(-1), cost.size(-2)) <= au::kMaxN, op,
+                    ": N and M must be at most ", au::kMaxN, ", got shape ", cost.sizes());
+}
+
 at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
-  TORCH_CHECK_VALUE(cost.dim() < 2 || std::max(cost.size(-1), cost.size(-2)) <= au::kMaxN,
-                    "lsa_auction: N and M must be at most ", au::kMaxN, ", got shape ", cost.sizes());
+  check_auction_size(cost, "lsa_auction");
   return lsa_run_batch(cost, maximize, check, "lsa_auction", [](const DenseProblem& p, int64_t* x, int64_t) {
     thread_local AuctionState s;
     RoundCounts counts;
@@ -139,8 +144,7 @@ at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
 // problems as lsa_auction does with check=True.
 at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
   lsa_check_input(cost, "lsa_auction_rounds");
-  TORCH_CHECK_VALUE(std::max(cost.size(-1), cost.size(-2)) <= au::kMaxN, "lsa_auction_rounds: N and M must be at most ",
-                    au::kMaxN, ", got shape ", cost.sizes());
+  check_auction_size(cost, "lsa_auction_rounds");
   auto sizes = cost.sizes().vec();
   sizes.resize(sizes.size() - 2);
   const int64_t batch = c10::multiply_integers(sizes);
