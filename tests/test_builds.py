@@ -1,0 +1,101 @@
+"""The ways to build besides the editable install the suite runs on: a source distribution that a
+wheel is built from and installed, and CMakeLists.txt against libtorch. Each must give a library
+that registers working ops. Compiling takes a while, so the builds run when ATA_EXT_TEST_BUILDS=1
+(scripts/test.sh, hence CI, sets it); checking the source distribution's contents always runs."""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import torch
+import torch.utils
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+builds = pytest.mark.skipif(os.environ.get("ATA_EXT_TEST_BUILDS") != "1", reason="set ATA_EXT_TEST_BUILDS=1")
+# 3x3 problem with one optimum, [1, 0, 2] (cost 5), in scipy's documentation.
+PROBLEM = "[[4., 1., 3.], [2., 0., 5.], [3., 2., 2.]]"
+
+
+@pytest.fixture(scope="module")
+def sdist(tmp_path_factory):
+    # From a copy without build outputs or hidden folders (.git, .venv, caches): setuptools reuses
+    # an existing egg-info's file list, which would hide a file missing from MANIFEST.in.
+    src = tmp_path_factory.mktemp("src") / "ata_ext"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "build-*", "dist", "*.egg-info", "*.so", "__pycache__"))
+    out = tmp_path_factory.mktemp("sdist")
+    r = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(out)], cwd=src, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    (path,) = glob.glob(str(out / "*.tar.gz"))
+    return path
+
+
+def test_sdist_has_every_build_input(sdist):
+    # setup.py names only the .cpp/.cu files; the headers they include come from MANIFEST.in.
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    needed = {"setup.py", "pyproject.toml", "README.md", "CMakeLists.txt"}
+    for d, _, files in os.walk(os.path.join(ROOT, "csrc")):
+        needed |= {os.path.relpath(os.path.join(d, f), ROOT) for f in files}
+    assert any(n.endswith(".h") for n in needed)
+    assert sorted(needed - names) == []
+
+
+@builds
+def test_wheel_from_sdist_installs_and_runs(sdist, tmp_path):
+    # What `pip install ata_ext-*.tar.gz` does, CPU-only to keep it short, into a folder of its
+    # own, imported from outside the repo: nothing may depend on the source tree.
+    env = dict(os.environ, USE_CUDA="0")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    r = subprocess.run(pip + ["wheel", "-q", "--no-build-isolation", "--no-deps", "-w", str(tmp_path / "wheel"), sdist],
+                       env=env, capture_output=True, text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-4000:]
+    (wheel,) = glob.glob(str(tmp_path / "wheel" / "*.whl"))
+    r = subprocess.run(pip + ["install", "-q", "--no-deps", "--target", str(tmp_path / "site"), wheel],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    code = (
+        "import torch, ata_ext; "
+        "print(ata_ext.__file__); "
+        f"print(ata_ext.linear_sum_assignment(torch.tensor({PROBLEM})).tolist()); "
+        "x = torch.randn(2, 3, 5, 4); a, p = ata_ext.align(x); print(torch.equal(ata_ext.dealign(a, p), x))"
+    )
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    where, cols, inverse = r.stdout.strip().splitlines()
+    assert where.startswith(str(tmp_path / "site"))
+    assert cols == "[1, 0, 2]"
+    assert inverse == "True"
+
+
+@builds
+def test_cmake_build_and_load(tmp_path):
+    assert shutil.which("cmake"), "cmake is required"
+    env = dict(os.environ)
+    cmd = ["cmake", "-S", ROOT, "-B", str(tmp_path), f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}"]
+    if shutil.which("ninja"):
+        cmd += ["-G", "Ninja"]
+    if torch.version.cuda:  # a CUDA torch's CMake config looks for the toolkit even for CPU builds
+        cuda_home = env.get("CUDA_HOME", "/usr/local/cuda")
+        if not os.path.exists(os.path.join(cuda_home, "bin", "nvcc")):
+            pytest.skip(f"torch is a CUDA build but no CUDA toolkit is at {cuda_home}: its CMake config needs one")
+        cmd.append(f"-DCUDA_TOOLKIT_ROOT_DIR={cuda_home}")
+        env.setdefault("CUDA_HOME", cuda_home)
+        env.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
+    subprocess.run(cmd, check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(["cmake", "--build", str(tmp_path), "-j2"], check=True, env=env, capture_output=True, timeout=1200)
+    assert (tmp_path / "compile_commands.json").exists()
+    lib = tmp_path / "libata_ext.so"
+    # A fresh interpreter: the Python extension registers the same op namespace.
+    code = (
+        "import torch; torch.ops.load_library(%r); "
+        f"print(torch.ops.ata_ext.linear_sum_assignment(torch.tensor({PROBLEM})).tolist())" % str(lib)
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[1, 0, 2]"
