@@ -4,6 +4,9 @@ import torch
 from ._ops import ops
 
 _ALGORITHMS = ("auto", "jv", "auction")
+# The dtypes the kernels are built for (csrc/common/lsa_common.h checks the same list).
+_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
+           torch.int32, torch.int64, torch.bool)
 
 
 def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True):
@@ -11,7 +14,7 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
 
     Args:
         cost: tensor of shape (..., N, M), any number of batch dims, any real dtype (float16,
-            bfloat16, float32, float64, integer or bool), any strides, on the CPU or a CUDA device.
+            bfloat16, float32, float64, uint8, int8, int16, int32, int64 or bool), any strides, on the CPU or a CUDA device.
             +inf (when minimising) or -inf (when maximising) marks a forbidden pair.
         maximize: maximise the total instead of minimising it.
         algorithm: "auto" (the default: Jonker-Volgenant on the CPU, the auction on CUDA),
@@ -28,7 +31,7 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
     Raises:
         ValueError: rank < 2; "invalid numeric entries" for NaN or an infinity of the wrong sign;
             "infeasible" when forbidden pairs leave no complete assignment.
-        TypeError: complex or non-tensor input.
+        TypeError: non-tensor input, or a dtype not listed above (complex, float8, uint16-64).
 
     Optimality: the CPU solver works in float64 on the exact input values. For integer-valued
     costs (any dtype) with N * max|cost| < 2**53 the assignment is exactly optimal (the same
@@ -58,6 +61,9 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
         )
     if cost.is_complex():
         raise TypeError(f"linear_sum_assignment: complex cost matrices are not supported (got {cost.dtype})")
+    if cost.dtype not in _DTYPES:
+        raise TypeError(f"linear_sum_assignment: cost dtype {cost.dtype} is not supported (supported: "
+                        + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"linear_sum_assignment: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
     if algorithm == "jv" and cost.device.type != "cpu":

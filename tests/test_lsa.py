@@ -209,9 +209,21 @@ def test_bad_arguments():
         ata_ext.linear_sum_assignment(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="algorithm"):
         ata_ext.linear_sum_assignment(torch.rand(3, 3), algorithm="hungarian")
-    # The raw op checks too, for callers that bypass the Python wrapper.
+    # The raw ops check too, for callers that bypass the Python wrapper.
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         torch.ops.ata_ext.linear_sum_assignment(torch.rand(5))
+    # dtypes the kernels are not built for: a TypeError that says so, from the wrapper (also on
+    # meta tensors, where no kernel runs) and from each op.
+    for dtype in (torch.float8_e4m3fn, torch.uint16, torch.uint32, torch.uint64):
+        cost = torch.zeros(3, 3).to(dtype)
+        for call in (
+            lambda: ata_ext.linear_sum_assignment(cost),
+            lambda: ata_ext.linear_sum_assignment(torch.empty(3, 3, dtype=dtype, device="meta")),
+            lambda: torch.ops.ata_ext.linear_sum_assignment(cost, False, True),
+            lambda: torch.ops.ata_ext.lsa_auction(cost, False, True),
+        ):
+            with pytest.raises(TypeError, match="dtype .* is not supported"):
+                call()
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)

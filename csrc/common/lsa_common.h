@@ -15,6 +15,14 @@ inline void lsa_check_input(const at::Tensor& cost, const char* op) {
                     cost.sizes());
   TORCH_CHECK_TYPE(!cost.is_complex(), op, ": complex cost matrices are not supported (got ",
                    cost.scalar_type(), ")");
+  // The kernels dispatch on AT_DISPATCH_ALL_TYPES_AND3(Half, BFloat16, Bool); ata_ext/_solver.py
+  // checks the same list.
+  const auto t = cost.scalar_type();
+  const bool supported = t == at::kHalf || t == at::kBFloat16 || t == at::kFloat || t == at::kDouble ||
+                         t == at::kByte || t == at::kChar || t == at::kShort || t == at::kInt || t == at::kLong ||
+                         t == at::kBool;
+  TORCH_CHECK_TYPE(supported, op, ": cost dtype ", t, " is not supported (supported: float16, bfloat16, float32, "
+                   "float64, uint8, int8, int16, int32, int64, bool)");
 }
 
 // (..., N) int64 filled with -1: the answer for rows that get no column. filled = false leaves it
