@@ -65,9 +65,17 @@ def frame_similarities(key):
     return sim
 
 
+# The dtypes cosine similarities are computed in. Other float types (float8) can still be aligned
+# and de-aligned (the gathers only move bytes) when a key in one of these is given.
+_MATCH_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def alignment_permutations(key):
     """perm (..., T, N) int64 that aligns the frames of key (..., T, N, D); no gradient flows."""
     _check_features(key, "key")
+    if key.dtype not in _MATCH_DTYPES:
+        raise TypeError(f"matching features must be float16, bfloat16, float32 or float64, got {key.dtype} "
+                        "(to align other float types, pass key= in one of these, e.g. key=x.float())")
     *batch, T, N, _ = key.shape
     if T < 2 or N == 0:
         return torch.arange(N, device=key.device).expand(*batch, T, N).contiguous()
@@ -92,7 +100,7 @@ def align(x, key=None, *, layout="tn"):
 
     Args:
         x: features (..., T, N, C): T frames of N patch tokens (N = H*W), any batch dims, float16,
-            bfloat16, float32 or float64, CPU or CUDA.
+            bfloat16, float32 or float64, CPU or CUDA (float8 with a key in one of these).
         key: optional (..., T, N, D) features to match on instead of x (for example pre-norm
             features). Matching maximises the total cosine similarity (L2-normalised along the
             last dim) and is not differentiated. A token whose key is NaN or infinite is matched

@@ -151,6 +151,14 @@ def test_bad_input(device):
         ata_ext.align(torch.randn(4, 5, device=device))
     with pytest.raises(TypeError, match="floating-point"):
         ata_ext.align(torch.ones(2, 3, 4, dtype=torch.long, device=device))
+    # float8: not matched on directly (a TypeError that says what to do), but aligned with a key.
+    x8 = x.to(torch.float8_e4m3fn)
+    for call in (lambda: ata_ext.align(x8), lambda: ata_ext.align(x, key=x8)):
+        with pytest.raises(TypeError, match="key=x.float()"):
+            call()
+    aligned8, perm8 = ata_ext.align(x8, key=x8.float())
+    assert torch.equal(perm8, ata_ext.align(x8.float())[1])
+    assert torch.equal(ata_ext.dealign(aligned8, perm8).view(torch.uint8), x8.view(torch.uint8))
     with pytest.raises(ValueError, match="key"):
         ata_ext.align(x, key=torch.randn(2, 3, 5, 5, device=device))
     with pytest.raises(ValueError, match="layout"):
