@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._ops import ops
+from ._ops import ops, profile_label
 from ._solver import linear_sum_assignment
 
 _LAYOUTS = ("tn", "nt")
@@ -86,7 +86,7 @@ def alignment_permutations(key):
         # the similarities stay in the input dtype, which the auction reads directly.
         if k.device.type == "cpu" and k.dtype in (torch.float16, torch.bfloat16):
             k = k.float()
-        with torch.profiler.record_function("ata_ext::similarity"):
+        with profile_label("ata_ext::similarity"):
             sim = frame_similarities(k)  # (T-1, B, N, N)
         # The similarities are finite by construction (see frame_similarities): skip validation,
         # and with it the host sync it costs on CUDA.
@@ -128,7 +128,7 @@ def align(x, key=None, *, layout="tn"):
                 f"key must have x's (..., T, N) dims and device: x {tuple(x.shape)} on {x.device}, "
                 f"key {tuple(key.shape)} on {key.device}"
             )
-    with torch.profiler.record_function("ata_ext::align"):  # a label for profilers; free otherwise
+    with profile_label("ata_ext::align"):  # a label for profilers (see profile_label)
         perm = alignment_permutations(key)
         # perm was just built from solver output: no validation (and no sync) needed.
         return ops.align_gather(x, perm, layout == "nt", False), perm
@@ -143,7 +143,7 @@ def dealign(aligned, perm, *, layout="tn", check=True):
     _check_layout(layout)
     if not isinstance(perm, torch.Tensor):
         raise TypeError(f"perm must be a torch.Tensor, got {type(perm).__name__}")
-    with torch.profiler.record_function("ata_ext::dealign"):
+    with profile_label("ata_ext::dealign"):
         return ops.align_scatter(aligned, perm, layout == "nt", bool(check))
 
 

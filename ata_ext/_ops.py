@@ -1,5 +1,7 @@
 """Loads the compiled operators and registers what Python adds to them: fake kernels (so
 torch.compile can trace through every op) and autograd formulas."""
+import contextlib
+
 import torch
 
 try:
@@ -88,6 +90,12 @@ def _align_scatter_fake(y, perm, nt=False, check=True):
     return y.new_empty(_aligned_shape(y, nt))
 
 
+def profile_label(name):
+    """A profiler label around eager code (torch.profiler.record_function); nothing inside
+    torch.compile, which would drop it with a warning on every compile."""
+    return contextlib.nullcontext() if torch.compiler.is_compiling() else torch.profiler.record_function(name)
+
+
 def _setup_perm_context(ctx, inputs, output):
     _, perm, nt, _ = inputs
     ctx.save_for_backward(perm)
@@ -98,13 +106,13 @@ def _align_gather_backward(ctx, grad):
     # The gradient of a permutation gather is the inverse permutation: the scatter. perm was
     # validated (or produced) by the forward, so the backward skips the check and its sync.
     (perm,) = ctx.saved_tensors
-    with torch.profiler.record_function("ata_ext::gather_backward"):
+    with profile_label("ata_ext::gather_backward"):
         return ops.align_scatter(grad.contiguous(), perm, ctx.nt, False), None, None, None
 
 
 def _align_scatter_backward(ctx, grad):
     (perm,) = ctx.saved_tensors
-    with torch.profiler.record_function("ata_ext::gather_backward"):
+    with profile_label("ata_ext::gather_backward"):
         return ops.align_gather(grad.contiguous(), perm, ctx.nt, False), None, None, None
 
 
