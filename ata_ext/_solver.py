@@ -33,6 +33,10 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
             "infeasible" when forbidden pairs leave no complete assignment.
         TypeError: non-tensor input, or a dtype not listed above (complex, float8, uint16-64).
 
+    Problems of different sizes (DETR: a different number of targets per image) batch exactly when
+    padded on their shorter side with a constant, 0 for example (README, "Problems of different
+    sizes"); solve such batches on the CPU.
+
     Optimality: the CPU solver works in float64 on the exact input values. For integer-valued
     costs (any dtype) with N * max|cost| < 2**53 the assignment is exactly optimal (the same
     objective as scipy.optimize.linear_sum_assignment). For other float costs its objective is

@@ -227,6 +227,38 @@ def test_bad_arguments():
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("transpose", [False, True], ids=["pad-columns", "pad-rows"])
+def test_ragged_batch_padded_with_a_constant(device, algorithm, transpose):
+    # The README's recipe for problems of different sizes in one batch (DETR: each image has its
+    # own number of targets): pad the shorter side with a constant. Each real part must come out
+    # optimal for its own problem, and every padding line go to a real line.
+    from ata_ext.testing import detr_costs, objective, scipy_objective, tolerance
+
+    g = torch.Generator().manual_seed(17)
+    Q, M = 40, 12
+    cost = detr_costs(10, Q, M, 0.2, generator=g).double()
+    sizes = [int(k) for k in torch.randint(0, M + 1, (10,), generator=g)]
+    sizes[:2] = [0, M]
+    padded = cost.clone()
+    for b, k in enumerate(sizes):
+        padded[b, :, k:] = 0.0
+    if transpose:  # targets x queries: the rows are padded
+        cost, padded = cost.transpose(1, 2), padded.transpose(1, 2)
+    cols = solve(padded, device=device, algorithm=algorithm)
+    jv = algorithm == "jv" or (algorithm == "auto" and device == "cpu")
+    for b, k in enumerate(sizes):
+        if transpose:  # row i of the real k x Q problem keeps its column; padding rows took the rest
+            sub, real = cost[b, :k], cols[b, :k]
+            assert (real >= 0).all() and len(set(cols[b].tolist())) == M
+        else:  # a query matched to a padding column is unmatched in its own Q x k problem
+            sub, real = cost[b, :, :k], torch.where(cols[b] < k, cols[b], -1)
+            assert sorted(c for c in cols[b].tolist() if c >= 0) == list(range(M))
+        # The padded problem's range bounds the auction's quantisation error.
+        t = tolerance(padded[b], "jv" if jv else "auction")
+        assert abs(objective(sub, real) - scipy_objective(sub, False)) <= t, (b, k)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_large_and_tie_heavy_terminate(device, algorithm):
     g = torch.Generator().manual_seed(4)
     cost = torch.rand(1024, 1024, generator=g, dtype=torch.float64)
