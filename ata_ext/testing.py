@@ -75,6 +75,20 @@ def solver_families(generator, large=False):
     # the same down its column (a stride-0 view). Any assignment is optimal.
     yield torch.rand(b(2, 8), 1, 12, generator=g).expand(-1, 50, -1), False
     yield detr_costs(b(2, 8), 60, 12, 0.1, generator=g), False  # the same, nearly: a long fight
+    # Flat rows (one value in every column) bid with the auction's pool (auction.h): zero tokens in
+    # video-like similarities (their rows and columns all 0), DETR-like costs padded with zero
+    # target columns (README, "Problems of different sizes"), and flat rows next to forbidden pairs.
+    v = video_similarity(b(2, 16), 196, generator=g)
+    v[:, :14] = 0
+    v[:, :, :14] = 0
+    yield v, True
+    d = detr_costs(b(2, 8), 60, 12, 0.2, generator=g)
+    d[:, :, 5:] = 0
+    yield d, False
+    f = torch.rand(b(2, 8), 24, 30, generator=g).double()
+    f[:, ::3] = 0.25
+    f[:, 1::3][torch.rand(f[:, 1::3].shape, generator=g) < 0.3] = float("inf")
+    yield f, False
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

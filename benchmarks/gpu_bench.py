@@ -5,6 +5,7 @@ Measures, answers checked against scipy on a sample first:
   - N sweep (49 to 2048) at a fixed amount of work, to show where the CPU path wins
   - 4096 x 196x196 and 64 x 784x784: time and problems per second
   - rectangular batches (DETR-style 100 queries x 10 targets, 300 x 20, 150 x 196)
+  - video-like costs with 14 zero tokens ("video0": flat rows, which bid with the dummies' pool)
   - the auction's weak spots: uniform costs whose first 10 rows and columns are copies ("dup10"),
     and DETR-style costs whose predictions cluster ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
@@ -29,6 +30,11 @@ def problems(kind, batch, n, m=None, seed=0):
     g = torch.Generator().manual_seed(seed)
     if kind == "video":
         return video_similarity(batch, n, generator=g), True
+    if kind == "video0":  # 14 zero tokens (their rows and columns all 0): flat rows (auction.h)
+        sim = video_similarity(batch, n, generator=g)
+        sim[:, :14] = 0
+        sim[:, :, :14] = 0
+        return sim, True
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
     cost = torch.rand(batch, n, m or n, generator=g)
@@ -135,6 +141,7 @@ def main():
     for kind in ("video", "uniform"):
         for batch in (1, 8, 64, 224, 4096):
             record(kind, batch, 196)
+    record("video0", 224, 196)
     record("dup10", 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)

@@ -449,21 +449,37 @@ def test_auction_round_counts():
     # The twin counts the kernel's rounds (ata_ext.testing.auction_rounds): the shortcuts of
     # auction.h must keep doing their job. Video-like costs end in their first round; the dummies'
     # pool keeps very rectangular problems to a few rounds (one by one they took thousands).
-    from ata_ext.testing import auction_rounds
+    from ata_ext.testing import auction_rounds, detr_costs
 
     g = torch.Generator().manual_seed(1)
     assert torch.equal(auction_rounds(video_similarity(16, 196, generator=g), maximize=True),
                        torch.tensor([[1, 0]]).expand(16, 2))
     for shape in ((64, 7, 100), (64, 100, 7)):
         assert int(auction_rounds(torch.rand(*shape, generator=g)).sum(-1).max()) < 50
-    # Exact ties (auction.h, "Ties"): each row ranks equal values from its own column, so flat
-    # rows bid on distinct columns and the solve ends in its first round. With lowest-index-first
-    # a constant 40 x 40 took 40 rounds, 300 identical queries x 50 targets about 13,800. (Equal
-    # rows that are not flat still fight: README, "Where the auction is slow".)
+    # Flat rows (one value in every column) bid with the dummies' pool (auction.h, "Flat rows").
+    # When every row is flat nobody bids: 0 rounds (with lowest-index-first bids a constant 40 x 40
+    # took 40 rounds, 300 identical queries x 50 targets about 13,800).
     flat = [torch.full((2, 40, 40), 3.0), torch.rand(2, 1, 50, generator=g).expand(-1, 300, -1),
             torch.rand(2, 196, 1, generator=g).expand(-1, -1, 196), torch.rand(2, 1, 7, generator=g).expand(-1, 20, -1)]
     for cost in flat:
-        assert torch.equal(auction_rounds(cost), torch.tensor([[1, 0]]).expand(2, 2)), cost.shape
+        assert torch.equal(auction_rounds(cost), torch.zeros(2, 2, dtype=torch.long)), cost.shape
+    # Some rows flat: zero tokens in video-like similarities (their rows and columns all 0), and
+    # DETR-like costs padded with zero columns (README, "Problems of different sizes"). Bidding one
+    # by one, such rows took about 2,000 rounds and steps on average, the slowest over 5,000.
+    zeros = video_similarity(16, 196, generator=g)
+    zeros[:, :14] = 0
+    zeros[:, :, :14] = 0
+    padded = detr_costs(16, 100, 30, 0.1, generator=g)
+    padded[:, :, 10:] = 0
+    for cost, mx in ((zeros, True), (padded, False)):
+        counts = auction_rounds(cost, maximize=mx).sum(-1).float()
+        assert float(counts.mean()) < 200 and float(counts.max()) < 1000, counts
+    # Exact ties (auction.h, "Ties"): each row ranks equal values from its own column. Rows equal
+    # but for a forbidden diagonal are not flat; they bid on distinct columns and the solve ends in
+    # its first round (lowest-index-first: all on column 0 or 1, 40 rounds).
+    diag = torch.full((2, 40, 40), 3.0)
+    diag[:, range(40), range(40)] = float("inf")
+    assert torch.equal(auction_rounds(diag), torch.tensor([[1, 0]]).expand(2, 2))
     uniform = auction_rounds(torch.rand(64, 196, 196, generator=g)).float().mean(0)
     assert 100 < float(uniform.sum()) < 1500  # a few hundred rounds and chain steps
     counts = auction_rounds(torch.rand(2, 3, 9, 9, generator=g).double(), maximize=True)

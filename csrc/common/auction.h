@@ -36,12 +36,22 @@
 //     total price, so the assignment is optimal: the solve ends there, whatever eps is. On
 //     video-like costs this is the first round of the first phase (1 round instead of 5).
 //     Ties: row i ranks equal values from column i on (i, i+1, ..., n-1, 0, ...), and the dummies
-//     from column r on, so where a row's values are all equal (a constant matrix; DETR's cost when
-//     every query predicts the same box) the rows bid on distinct columns, the pool on the rest,
-//     and the early end applies in the first round. With "lowest index first" all rows bid on
-//     column 0 and push the prices of equal columns up eps at a time: a constant 40 x 40 took 40
-//     rounds, 50 targets x 300 identical queries about 13,800 (modelled 22 ms on an H100); both
-//     now take 1. On costs without exact ties the order changes nothing.
+//     from column r on, so rows whose values tie (a constant matrix with a forbidden diagonal, say)
+//     bid on distinct columns (the pool, if any, on the rest), and the early end applies in the
+//     first round.
+//     With "lowest index first" all rows bid on column 0 and push the prices of equal columns up
+//     eps at a time: a constant 40 x 40 took 40 rounds, 50 targets x 300 identical queries about
+//     13,800 (modelled 22 ms on an H100); both took 1 with this order, and take 0 now that their
+//     rows count as flat (below). On costs without exact ties the order changes nothing.
+//     Flat rows: a real row with one value in every column (and no forbidden pair) values every
+//     column alike, as a dummy does (its constant adds the same to every assignment), so it bids
+//     with the pool instead of on its own: the pool has n - r + f members for f flat rows, and at
+//     the end the flat rows, lowest first, take the pool's columns, lowest first (any is optimal).
+//     With every real row flat nobody bids (0 rounds). Bidding one by one, flat rows outbid each
+//     other as the dummies did: in video-like similarities with 14 zero tokens (their rows and
+//     columns all 0) the twin counted about 2,100 rounds and steps a problem, 62 as pool members;
+//     DETR-like costs padded with zero target columns (README, "Problems of different sizes")
+//     2,000 and 40.
 //  4. Phases divide eps (by 16: see the schedule below) until it
 //     reaches 1; prices carry over, assignments restart. A phase raises any price by at most
 //     2(C + eps), so over the at most 9 phases that C <= 2^40 allows, prices stay below 2^45.
@@ -267,6 +277,16 @@ C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, i
 // from column r (the dummies' origin; r < n where there are dummies).
 C10_HOST_DEVICE inline bool cheaper(const int64_t* price, int64_t a, int64_t b, int64_t r, int64_t n) {
   return price[a] < price[b] || (price[a] == price[b] && tie_key(a, r, n) < tie_key(b, r, n));
+}
+
+// Whether a real row has one value in every column (no forbidden pair), over the columns j = first,
+// first + stride, ... (a lane's share on the GPU, all of them on the CPU). Such a row values every
+// column alike, as the dummies do, so it bids with their pool (auction.h). The scan stops at the
+// first other value: most rows are not flat, and on the global-memory path every level read counts.
+C10_HOST_DEVICE inline bool flat_row(const int32_t* row, int64_t n, int64_t first, int64_t stride) {
+  bool flat = row[0] != kForbidden;
+  for (int64_t j = first; flat && j < n; j += stride) flat = row[j] == row[0];
+  return flat;
 }
 
 // The price row i bids for its best column, from that column's current price p1. A single column

@@ -22,6 +22,7 @@ struct AuctionState {
   std::vector<unsigned long long> best;  // highest packed bid per column this round (0: none)
   std::vector<int32_t> bidders;          // unassigned real rows
   std::vector<int32_t> order;            // columns the pool does not hold, in its order (auction.h)
+  std::vector<char> flat;                // real rows of one value, which bid with the pool (auction.h)
 };
 
 // What a solve cost, in the kernel's units of work (auction.h): rounds in which several rows bid
@@ -38,20 +39,31 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   const au::Scale sc = au::make_scale(st, n);
   s.lv.resize(r * n);
   for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
+  s.flat.assign(r, 0);
+  int64_t nflat = 0;
+  for (int64_t i = 0; i < r; ++i) {
+    s.flat[i] = au::flat_row(s.lv.data() + i * n, n, 0, 1);
+    nflat += s.flat[i];
+  }
+  const int64_t pool_size = n - r + nflat;  // the dummies and the flat rows
   s.price.assign(n, 0);
   s.owner.resize(n);
   s.col_of.resize(r);
   s.order.reserve(n);
   s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
   int64_t rounds = 0;
-  bool solved = false;
+  // With every real row flat nobody bids: the pool holds every column, which is optimal.
+  bool solved = nflat == r;
+  std::fill(s.owner.begin(), s.owner.end(), solved ? dummy : -1);
   const auto row = [&](int32_t i) { return i < r ? s.lv.data() + static_cast<int64_t>(i) * n : nullptr; };
-  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
+  for (int64_t eps = sc.eps0; !solved; eps = au::next_eps(eps)) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.col_of.begin(), s.col_of.end(), -1);
-    s.bidders.resize(r);
-    for (int64_t i = 0; i < r; ++i) s.bidders[i] = static_cast<int32_t>(i);
-    int64_t u = n - r;  // unassigned dummies
+    s.bidders.clear();
+    for (int64_t i = 0; i < r; ++i) {
+      if (!s.flat[i]) s.bidders.push_back(static_cast<int32_t>(i));
+    }
+    int64_t u = pool_size;  // unassigned pool members
     while (!s.bidders.empty() || u > 0) {
       if (s.bidders.size() + (u > 0) == 1 && u <= 1) {  // the chain of single bids that ends the phase
         for (int32_t i = u > 0 ? dummy : s.bidders[0]; i >= 0;) {
@@ -72,7 +84,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
       }
       if (++rounds > au::kMaxRounds) return kNoConvergence;
       ++counts.jacobi;
-      const bool first = static_cast<int64_t>(s.bidders.size()) == r && u == n - r;  // the phase's first round
+      const bool first = static_cast<int64_t>(s.bidders.size()) == r - nflat && u == pool_size;  // the phase's first round
       bool contested = false, pool_flat = true;  // for the early end (auction.h)
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
         const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy, i);
@@ -110,15 +122,21 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
       }
       s.bidders.clear();
       for (int64_t i = 0; i < r; ++i) {
-        if (s.col_of[i] < 0) s.bidders.push_back(static_cast<int32_t>(i));
+        if (!s.flat[i] && s.col_of[i] < 0) s.bidders.push_back(static_cast<int32_t>(i));
       }
-      u = (n - r) - std::count(s.owner.begin(), s.owner.end(), dummy);
+      u = pool_size - std::count(s.owner.begin(), s.owner.end(), dummy);
       if (first && !contested && pool_flat) {
         solved = true;
         break;
       }
     }
     if (eps == 1 || solved) break;
+  }
+  // The flat rows take the pool's columns in order, lowest row first (any is optimal for them).
+  for (int64_t i = 0, j = 0; i < r; ++i) {
+    if (!s.flat[i]) continue;
+    while (s.owner[j] != dummy) ++j;
+    s.col_of[i] = static_cast<int32_t>(j++);
   }
   for (int64_t i = 0; i < r; ++i) {
     x[i] = s.col_of[i];

@@ -30,6 +30,8 @@ namespace au = auction;
 // 196 x 196 problem takes 160 KB) gets 1024 threads, so that the SM still has 32 warps to hide
 // memory latency with and 32 bidders run at once; smaller problems get 256 and share the SM.
 constexpr int block_threads(bool wide) { return wide ? 1024 : 256; }
+// col_of's mark for a flat row (auction.h), which never holds a column of its own.
+constexpr int32_t kFlatRow = -2;
 
 #ifndef ATA_EXT_CUDA_EMULATOR
 __device__ __forceinline__ unsigned char* dynamic_smem() {
@@ -137,7 +139,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   int32_t* lv = kSharedLevels ? rank + n : workspace + b * r * n;
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
-  __shared__ int nbidders, held, fail;  // held: columns the dummies hold
+  __shared__ int nbidders, held, fail;  // held: columns the pool holds
+  __shared__ int nflat;                 // real rows that bid with the pool (auction.h, "Flat rows")
   __shared__ int contested, solved;     // the early end (auction.h): two bids met; it applies
   __shared__ int64_t chain_end;         // the round count after a chain, for every thread
   __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
@@ -185,27 +188,49 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     price[j] = 0;
     best[j] = 0ull;  // from here on each round clears the words it used
   }
+  if (tid == 0) nflat = 0;
+  __syncthreads();  // the levels are written and nflat is 0
+
+  // Flat rows (one value in every column) bid with the pool (auction.h): a warp per row marks
+  // them in col_of, which they never use otherwise (the pool holds their columns).
+  for (int64_t i = warp; i < r; i += kWarps) {
+    int flat = au::flat_row(lv + i * n, n, lane, 32);
+    for (int off = 16; off > 0; off >>= 1) flat &= __shfl_down_sync(0xffffffffu, flat, off);
+    if (lane == 0) {
+      col_of[i] = flat ? kFlatRow : -1;
+      if (flat) atomicAdd(&nflat, 1);
+    }
+  }
+  __syncthreads();
+  const int64_t pool_size = n - r + nflat;  // the dummies and the flat rows
+  // With every real row flat nobody bids: the pool holds every column, which is optimal.
+  if (nflat == r) {
+    for (int64_t j = tid; j < n; j += kThreads) owner[j] = dummy;
+    if (tid == 0) solved = 1;
+  }
+  __syncthreads();
 
   // 3. Epsilon-scaling phases of Jacobi rounds.
   int64_t rounds = 0;
-  for (int64_t eps = sc.eps0;; eps = au::next_eps(eps)) {
-    for (int64_t j = tid; j < n; j += kThreads) {
-      owner[j] = -1;
-      if (j < r) {
-        col_of[j] = -1;
-        bidders[j] = static_cast<int32_t>(j);
-      }
-    }
+  for (int64_t eps = sc.eps0; !solved; eps = au::next_eps(eps)) {
     if (tid == 0) {
-      nbidders = static_cast<int>(r);
+      nbidders = 0;
       held = 0;
       contested = 0;
     }
+    __syncthreads();  // the counters are reset before the bidder list is built
+    for (int64_t j = tid; j < n; j += kThreads) {
+      owner[j] = -1;
+      if (j < r && col_of[j] != kFlatRow) {
+        col_of[j] = -1;
+        bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
+      }
+    }
     __syncthreads();
-    while ((nbidders > 0 || held < n - r) && fail == kOk && !solved) {
+    while ((nbidders > 0 || held < pool_size) && fail == kOk && !solved) {
       const int nb = nbidders;
-      const int64_t u = n - r - held;  // unassigned dummies
-      const bool first = nb == r && u == n - r;  // the phase's first round: everyone bids
+      const int64_t u = pool_size - held;  // unassigned pool members
+      const bool first = nb == r - nflat && u == pool_size;  // the phase's first round: everyone bids
       __syncthreads();  // every thread has read nbidders, held and fail before this round changes them
       if (nb + (u > 0) == 1 && u <= 1) {
         // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
@@ -298,7 +323,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       if (tid == 0 && first && !contested && (u == 0 || pool_lo == pool_hi)) solved = 1;
       for (int64_t j = tid; j < n; j += kThreads) {
         // Order in the list is irrelevant: a round's outcome does not depend on it.
-        if (j < r && col_of[j] < 0) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
+        if (j < r && col_of[j] == -1) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
         if (owner[j] == dummy) atomicAdd(&held, 1);
       }
       __syncthreads();
@@ -307,7 +332,17 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     if (fail != kOk || eps == 1 || solved) break;
   }
 
-  // 4. A forbidden pair in the optimum means there was no feasible assignment.
+  // 4. The flat rows take the pool's columns in order, lowest row first, as in the twin (any is
+  // optimal for them). One thread: this runs once, and only where there are flat rows.
+  if (tid == 0 && fail == kOk && nflat > 0) {
+    for (int64_t i = 0, j = 0; i < r; ++i) {
+      if (col_of[i] != kFlatRow) continue;
+      while (owner[j] != dummy) ++j;
+      col_of[i] = static_cast<int32_t>(j++);
+    }
+  }
+  __syncthreads();
+  // A forbidden pair in the optimum means there was no feasible assignment.
   if (fail == kOk) {
     for (int64_t i = tid; i < r; i += kThreads) {
       if (lv[i * n + col_of[i]] == au::kForbidden) atomicExch(&fail, static_cast<int>(kInfeasible));
