@@ -35,6 +35,14 @@ def _lsa_fake(cost, maximize=False, check=True):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)
 
 
+@torch.library.register_fake("ata_ext::linear_sum_assignment_ragged")
+def _lsa_ragged_fake(costs, maximize=False, check=True):
+    for k, c in enumerate(costs):
+        torch._check(c.dim() == 2, lambda: f"linear_sum_assignment_ragged: costs[{k}] must be 2-D (N, M)")
+    pairs = [c.new_empty(min(c.shape), dtype=torch.long) for c in costs]
+    return pairs, [p.new_empty(p.shape) for p in pairs]
+
+
 @torch.library.register_fake("ata_ext::lsa_auction")
 def _lsa_auction_fake(cost, maximize=False, check=True):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)

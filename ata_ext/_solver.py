@@ -33,9 +33,9 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
             "infeasible" when forbidden pairs leave no complete assignment.
         TypeError: non-tensor input, or a dtype not listed above (complex, float8, uint16-64).
 
-    Problems of different sizes (DETR: a different number of targets per image) batch exactly when
-    padded on their shorter side with a constant, 0 for example (README, "Problems of different
-    sizes"); solve such batches on the CPU.
+    Problems of different sizes (DETR: a different number of targets per image): see
+    linear_sum_assignment_ragged, or pad each on its shorter side with a constant, which is exact
+    (README, "Problems of different sizes"); solve such batches on the CPU.
 
     Optimality: the CPU solver works in float64 on the exact input values. For integer-valued
     costs (any dtype) with N * max|cost| < 2**53 the assignment is exactly optimal (the same
@@ -76,3 +76,126 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
     if algorithm == "auction":
         return ops.lsa_auction(cost, maximize, check)
     return ops.linear_sum_assignment(cost, maximize, check)
+
+
+def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", check=True):
+    """Solves problems of different shapes (DETR: one Q x T_k cost per image) in one call, and
+    answers per problem as scipy does.
+
+    On the CPU (Jonker-Volgenant) each problem is solved at its own size, in parallel, by one op.
+    The auction (CUDA, or algorithm="auction") solves batches of one shape, so problems that share
+    their longer side L, and which side that is, form a group: one batched call, each problem
+    padded on its shorter side to the group's widest with a constant. That is exact: a constant
+    line costs the same whichever line takes it, and the longer side leaves enough lines for it
+    (README, "Problems of different sizes"). DETR's costs, Q queries x T_k targets with T_k <= Q,
+    make one group. Each problem's constant is a cost of its own (the smallest finite one of its
+    first short line), so the padding keeps its range, which sets the auction's quantisation step:
+    the tolerance of linear_sum_assignment applies to each problem as given.
+
+    Args:
+        costs: a sequence of 2-D tensors (N_k, M_k), all on one device, any dtype
+            linear_sum_assignment takes (mixed dtypes are promoted); +inf (-inf when maximising)
+            marks a forbidden pair.
+        maximize, algorithm: as for linear_sum_assignment.
+        check: raise on an invalid or infeasible problem, naming its index in costs (on CUDA a host
+            sync). With check=False such a problem's pairs hold -1, and nothing syncs.
+
+    Returns:
+        A list with one (row_ind, col_ind) pair per problem, int64 tensors of length min(N_k, M_k)
+        on the problems' device, row_ind increasing, as scipy.optimize.linear_sum_assignment
+        returns them.
+    """
+    if isinstance(costs, torch.Tensor) or not hasattr(costs, "__len__"):
+        raise TypeError("linear_sum_assignment_ragged: costs must be a list or tuple of 2-D tensors, got "
+                        f"{type(costs).__name__} (for one batch of equal shapes use linear_sum_assignment)")
+    costs = list(costs)
+    for k, c in enumerate(costs):
+        if not isinstance(c, torch.Tensor):
+            raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] must be a torch.Tensor, got {type(c).__name__}")
+        if c.dim() != 2:
+            raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] must be 2-D (N, M), got shape {tuple(c.shape)}")
+        if c.device != costs[0].device:
+            raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] is on {c.device}, costs[0] on {costs[0].device}")
+        if c.is_complex() or c.dtype not in _DTYPES:
+            raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] has dtype {c.dtype}, which is not supported "
+                            "(supported: " + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
+    if algorithm not in _ALGORITHMS:
+        raise ValueError(f"linear_sum_assignment_ragged: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "jv" and costs and costs[0].device.type != "cpu":
+        raise ValueError("linear_sum_assignment_ragged: algorithm='jv' runs on the CPU only; move the tensors with .cpu()")
+    if not costs:
+        return []
+    if algorithm == "jv" or (algorithm == "auto" and costs[0].device.type == "cpu"):
+        # Jonker-Volgenant solves each problem at its own size, in parallel: no padding.
+        rows, cols = ops.linear_sum_assignment_ragged(costs, bool(maximize), bool(check))
+        return list(zip(rows, cols))
+    # The auction (CUDA, or its CPU twin) solves one padded batch per group, as its kernel needs.
+    dtype = costs[0].dtype
+    for c in costs[1:]:
+        dtype = torch.promote_types(dtype, c.dtype)
+    device = costs[0].device
+    empty = torch.empty(0, dtype=torch.long, device=device)
+    out = [(empty, empty)] * len(costs)
+    groups = {}  # (longer side, whether the rows are the shorter side) -> indices into costs
+    for k, c in enumerate(costs):
+        n, m = c.shape
+        if n and m:
+            groups.setdefault((max(n, m), n < m), []).append(k)
+    for (L, wide), ks in groups.items():
+        # The group's problems in one (G, L, S) batch, or (G, S, L) where the rows are the shorter
+        # side, each padded to S on that side with its constant (_pad_value): one pass writes the
+        # constants, one copy a problem its costs.
+        short = [min(costs[k].shape) for k in ks]
+        G, S, d = len(ks), max(short), 0 if wide else 1  # d: the shorter side's dim in a problem
+        shape = (G, S, L) if wide else (G, L, S)
+        probs = [costs[k].detach().to(dtype) for k in ks]
+        if min(short) < S:
+            padded = _pad_value(torch.stack([c.select(d, 0) for c in probs]))[:, None, None].expand(shape).contiguous()
+        else:
+            padded = torch.empty(shape, dtype=dtype, device=device)
+        for g, c in enumerate(probs):
+            padded[g].narrow(d, 0, short[g]).copy_(c)
+        cols = linear_sum_assignment(padded, maximize, algorithm=algorithm, check=False)  # -1: no column
+        failed = (cols < 0).all(dim=1)  # a solved problem matches s_k >= 1 rows
+        if check and bool(failed.any()):  # on CUDA this reads the flags back: the one sync
+            k = ks[int(failed.nonzero()[0, 0])]
+            _raise_failed(costs[k], k, maximize)
+        counts = torch.as_tensor(short, device=device)
+        if wide:  # every row of the problem is matched: rows 0..s_k-1, in order
+            real = torch.arange(S, device=device) < counts[:, None]
+        else:  # exactly s_k rows are matched to real columns (not padding)
+            real = (cols >= 0) & (cols < counts[:, None])
+        if not check:  # a failed problem answers s_k pairs of -1
+            real |= failed[:, None] & (torch.arange(cols.shape[1], device=device) < counts[:, None])
+        # The matched rows of every problem, in order: one nonzero (sized from shapes: no sync).
+        at = real.view(-1).nonzero_static(size=sum(short)).view(-1)
+        row_ind, col_ind = at % cols.shape[1], cols.view(-1)[at]
+        if not check:
+            lost = failed.repeat_interleave(counts, output_size=sum(short))
+            row_ind, col_ind = row_ind.masked_fill(lost, -1), col_ind.masked_fill(lost, -1)
+        for k, r, c in zip(ks, row_ind.split(short), col_ind.split(short)):
+            out[k] = (r, c)
+    return out
+
+
+def _pad_value(first):
+    """The constant each problem is padded with, (G,), from its first short line (G, L): that line's
+    smallest finite cost (0 if it has none: the problem is then infeasible or invalid anyway). A
+    cost of the problem keeps its range, which sets the auction's quantisation step, and its
+    integrality."""
+    if not first.is_floating_point():
+        return first.amin(dim=1)
+    big = torch.finfo(first.dtype).max
+    low = torch.where(torch.isfinite(first), first, big).amin(dim=1)
+    return torch.where(low == big, 0, low)
+
+
+def _raise_failed(cost, k, maximize):
+    """Raises for costs[k], a problem the solver failed, as the CPU op words it: invalid entries,
+    else infeasible."""
+    forbidden = float("-inf") if maximize else float("inf")
+    if cost.is_floating_point() and bool((cost.isnan() | (cost == -forbidden)).any()):
+        raise ValueError("linear_sum_assignment_ragged: matrix contains invalid numeric entries (NaN, or an infinity "
+                         f"of the sign that cannot mark a forbidden pair) in costs[{k}]")
+    raise ValueError(f"linear_sum_assignment_ragged: cost matrix is infeasible (costs[{k}] has no complete "
+                     "assignment avoiding forbidden pairs)")

@@ -1,5 +1,7 @@
 """The main job: ata_ext's batched assignment solver against a Python loop over scipy and lapx's
-threaded batch solver. Every answer is checked against scipy before any time is reported.
+threaded batch solver, then problems of different sizes (linear_sum_assignment_ragged against
+loops of scipy, lapx and ata_ext). Every answer is checked against scipy before any time is
+reported.
 
     python benchmarks/bench.py            # quick, representative subset (about a minute)
     python benchmarks/bench.py --full     # N in 49/196/784, batch 1..1024
@@ -134,6 +136,60 @@ def run(cases, threads, budget):
     return rows
 
 
+def ragged_detr(images, queries, max_targets, seed=0):
+    """DETR-like costs of different sizes: image k has queries x T_k, T_k in 1..max_targets."""
+    g = torch.Generator().manual_seed(seed)
+    sizes = torch.randint(1, max_targets + 1, (images,), generator=g).tolist()
+    full = detr_costs(images, queries, max_targets, 0.1, generator=g)
+    return [full[k, :, :t] for k, t in enumerate(sizes)]
+
+
+def run_ragged(images, queries, max_targets, threads, budget):
+    """Problems of different sizes (README, "Problems of different sizes"): a scipy loop, a loop of
+    lapx's lapjvx, a loop of ata_ext calls, and one linear_sum_assignment_ragged call (on CUDA too
+    where there is a GPU). Every answer's total is checked against scipy's first."""
+    from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+    costs = ragged_detr(images, queries, max_targets)
+    arrays = [c.numpy() for c in costs]
+    fns = {"scipy loop": lambda: [scipy_lsa(a) for a in arrays],
+           "ata_ext cpu loop": lambda: [ata_ext.linear_sum_assignment(c) for c in costs],
+           "ata_ext cpu ragged": lambda: ata_ext.linear_sum_assignment_ragged(costs)}
+    try:
+        import lap
+
+        fns["lapx loop"] = lambda: [lap.lapjvx(a, extend_cost=True, return_cost=False) for a in arrays]
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        on_gpu = [c.cuda() for c in costs]
+
+        def cuda_ragged():
+            out = ata_ext.linear_sum_assignment_ragged(on_gpu)
+            torch.cuda.synchronize()
+            return out
+
+        fns["ata_ext cuda ragged"] = cuda_ragged
+    exact = [a.astype(np.float64) for a in arrays]  # totals in float64: float32 sums depend on the order
+    ref = np.array([a[scipy_lsa(a)].sum() for a in exact])
+    row = {"case": "detr ragged", "batch": images, "n": queries, "m": f"1-{max_targets}", "seconds": {}}
+    for name, fn in fns.items():
+        answer = fn()
+        if name == "ata_ext cpu loop":
+            answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x in (r.numpy() for r in answer)]
+        got = np.array([a[np.asarray(r.cpu() if isinstance(r, torch.Tensor) else r),
+                          np.asarray(k.cpu() if isinstance(k, torch.Tensor) else k)].sum() for a, (r, k) in zip(exact, answer)])
+        if np.any(np.abs(got - ref) > 1e-9 * queries * max(float(np.abs(a).max()) for a in arrays)):
+            raise AssertionError(f"{name}: objective differs from scipy's on the ragged DETR-like batch")
+        row["seconds"][name] = timeit(fn, budget / 2 if name == "scipy loop" else budget, min_reps=1 if name == "scipy loop" else 3)
+    t = row["seconds"]
+    print(f"detr, {images} images x {queries} queries x 1-{max_targets} targets (different sizes): "
+          + "  ".join(f"{k} {v * 1e3:.2f} ms" for k, v in t.items())
+          + f"  (ragged vs scipy {t['scipy loop'] / t['ata_ext cpu ragged']:.1f}x, vs own loop"
+          f" {t['ata_ext cpu loop'] / t['ata_ext cpu ragged']:.2f}x)", flush=True)
+    return row
+
+
 def print_row(row, header):
     names = list(row["seconds"])
     if header:
@@ -179,6 +235,10 @@ RECTANGULAR = [("uniform", 64, 100, 10), ("detr", 64, 100, 30), ("detr", 64, 300
                ("uniform", 64, 196, 150), ("uniform", 64, 90, 196)]
 
 
+# Problems of different sizes, DETR-like: (images, queries, most targets an image has).
+RAGGED = [(8, 100, 20), (64, 300, 50)]
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = p.add_mutually_exclusive_group()
@@ -204,9 +264,10 @@ def main(argv=None):
     print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {a.threads} threads"
           + (f", GPU {info['gpu']}" if "gpu" in info else ""))
     rows = run(cases, a.threads, a.budget)
+    ragged = [run_ragged(*shape, a.threads, a.budget) for shape in ([(8, 30, 6)] if a.tiny else RAGGED)]
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"machine": info, "results": rows}, f, indent=1)
+        json.dump({"machine": info, "results": rows, "ragged": ragged}, f, indent=1)
     plot(rows, os.path.join(a.out, "plot.png"))
     print(f"wrote {os.path.join(a.out, 'results.json')} and plot.png")
 

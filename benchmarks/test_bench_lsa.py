@@ -75,3 +75,41 @@ def test_lsa(benchmark, solver, kind, n, m, batch):
         return out
 
     benchmark(run)
+
+
+@pytest.mark.parametrize("solver", ["ata_ext ragged", "ata_ext loop"] + [f"ata_ext-{d} ragged" for d in devices() if d != "cpu"]
+                         + ["scipy"])
+def test_lsa_ragged(benchmark, solver):
+    # Problems of different sizes: 64 DETR-like images, 300 queries x 1-50 targets each.
+    from scipy.optimize import linear_sum_assignment
+
+    g = torch.Generator().manual_seed(3)
+    sizes = torch.randint(1, 51, (64,), generator=g).tolist()
+    full = detr_costs(64, 300, 50, 0.1, generator=g)
+    costs = [full[k, :, :t] for k, t in enumerate(sizes)]
+    benchmark.group = "detr ragged 64 x 300x(1-50)"
+    ref = [c.double().numpy()[linear_sum_assignment(c.numpy())].sum() for c in costs]
+    if solver == "scipy":
+        arrays = [c.numpy() for c in costs]
+        benchmark(lambda: [linear_sum_assignment(a) for a in arrays])
+        return
+    if solver == "ata_ext loop":
+        cols = [ata_ext.linear_sum_assignment(c) for c in costs]
+        got = [c.double()[(k >= 0).nonzero()[:, 0], k[k >= 0]].sum().item() for c, k in zip(costs, cols)]
+        assert np.allclose(got, ref, rtol=0, atol=1e-9)
+        benchmark(lambda: [ata_ext.linear_sum_assignment(c) for c in costs])
+        return
+    dev = [c.to("cuda" if "cuda" in solver else "cpu") for c in costs]
+    from ata_ext.testing import tolerance
+
+    for c, best, (r, k) in zip(costs, ref, ata_ext.linear_sum_assignment_ragged(dev)):
+        got = c.double()[r.cpu(), k.cpu()].sum().item()
+        assert abs(got - best) <= tolerance(c, "auction" if "cuda" in solver else "jv") + 1e-12
+
+    def run():
+        out = ata_ext.linear_sum_assignment_ragged(dev)
+        if "cuda" in solver:
+            torch.cuda.synchronize()
+        return out
+
+    benchmark(run)

@@ -17,6 +17,11 @@ TORCH_LIBRARY(ata_ext, m) {
   // rows left unassigned when N > M. `check` turns on the input validation that raises on NaN,
   // wrong-sign infinities and infeasible problems (one host sync on CUDA).
   m.def("linear_sum_assignment(Tensor cost, bool maximize=False, bool check=True) -> Tensor");
+  // The same for a list of 2-D problems of different shapes, each solved at its own size (CPU
+  // only: ata_ext.linear_sum_assignment_ragged batches them padded for the auction): per problem
+  // (rows, cols) int64 of its min(N, M) matched pairs, rows increasing, as scipy returns them;
+  // a failed problem's pairs are -1 when check is off.
+  m.def("linear_sum_assignment_ragged(Tensor[] costs, bool maximize=False, bool check=True) -> (Tensor[], Tensor[])");
   // The auction solver: the CUDA kernel, and on the CPU its serial twin with the same integer
   // arithmetic (bit-identical results). Same contract as linear_sum_assignment.
   m.def("lsa_auction(Tensor cost, bool maximize=False, bool check=True) -> Tensor");

@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 import ata_ext
 from ata_ext.testing import (FLOAT_DTYPES, INT_DTYPES, assert_optimal, devices, objective, random_problems,
-                             solver_families, video_similarity)
+                             scipy_objective, solver_families, video_similarity)
 
 # (device, algorithm) pairs: every CPU solver, and the default solver on each GPU.
 SOLVERS = [("cpu", "jv"), ("cpu", "auction")] + [(d, "auto") for d in devices() if d != "cpu"]
@@ -258,6 +258,124 @@ def test_ragged_batch_padded_with_a_constant(device, algorithm, transpose):
         assert abs(objective(sub, real) - scipy_objective(sub, False)) <= t, (b, k)
 
 
+def ragged_problems(g, dtype=torch.float64):
+    """Problems of many shapes: both orientations, squares, empty ones, a DETR-like run of one
+    longer side (Q queries x 1-12 targets), forbidden pairs in some, integer costs in others."""
+    from ata_ext.testing import detr_costs
+
+    out = [torch.rand(int(n), int(m), generator=g, dtype=dtype) for n, m in torch.randint(0, 9, (30, 2), generator=g)]
+    out += [detr_costs(1, 40, int(k), 0.2, generator=g)[0].to(dtype) for k in torch.randint(1, 13, (12,), generator=g)]
+    out += [torch.rand(7, 40, generator=g, dtype=dtype), torch.rand(40, 40, generator=g, dtype=dtype)]
+    for c in out[::5]:
+        if c.numel() and min(c.shape) > 1:
+            c[torch.rand(c.shape, generator=g) < 0.2] = float("inf")  # feasible: the diagonal stays
+            c.diagonal().copy_(torch.rand(min(c.shape), generator=g, dtype=dtype))
+    out.append(torch.randint(-5, 6, (6, 9), generator=g).to(dtype))  # integer-valued, with ties
+    out.append(torch.full((5, 3), 2.5, dtype=dtype))  # flat
+    return out
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("maximize", [False, True])
+def test_ragged_matches_scipy(device, algorithm, maximize):
+    # linear_sum_assignment_ragged answers each problem as scipy does: the same pairs (the optimum
+    # of random float64 costs is unique) for the exact CPU solver, an optimal set of pairs within
+    # the problem's own tolerance for the auction; row_ind increasing either way.
+    from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+    from ata_ext.testing import tolerance
+
+    g = torch.Generator().manual_seed(23 + maximize)
+    costs = ragged_problems(g)
+    if maximize:
+        costs = [torch.where(torch.isinf(c), float("-inf"), c) for c in costs]
+    answers = ata_ext.linear_sum_assignment_ragged([c.to(device) for c in costs], maximize, algorithm=algorithm)
+    assert len(answers) == len(costs)
+    jv = algorithm == "jv" or (algorithm == "auto" and device == "cpu")
+    for k, (c, (r, col)) in enumerate(zip(costs, answers)):
+        assert r.dtype == col.dtype == torch.long and r.device.type == col.device.type == device
+        r, col = r.cpu().numpy(), col.cpu().numpy()
+        assert len(r) == len(col) == min(c.shape), k
+        assert np.all(np.diff(r) > 0) and len(set(col.tolist())) == len(col), k
+        assert np.all(np.isfinite(c.numpy()[r, col])), k
+        sr, sc = scipy_lsa(c.numpy(), maximize=maximize)
+        if jv and k < 30:  # uniform random: a unique optimum
+            assert np.array_equal(r, sr) and np.array_equal(col, sc), k
+        got, best = c.numpy()[r, col].sum(), c.numpy()[sr, sc].sum()
+        assert abs(got - best) <= tolerance(c, "jv" if jv else "auction"), (k, got, best)
+
+
+def test_ragged_groups_and_padding(monkeypatch):
+    # The auction gets one padded batch per group (longer side, and which side it is): DETR's
+    # Q x T_k costs are one. (The CPU solver takes the list as it is, in one op.)
+    # Each problem is padded with a cost of its own, not 0: costs near 1000 whose optimum is decided
+    # by 1e-6 differences come out exact on the auction (padded with 0, the range it quantises
+    # would grow 1000-fold, its step past those differences).
+    from ata_ext import _solver
+
+    calls = []
+    solve_batch = _solver.linear_sum_assignment
+    monkeypatch.setattr(_solver, "linear_sum_assignment", lambda c, *a, **kw: calls.append(tuple(c.shape)) or solve_batch(c, *a, **kw))
+    g = torch.Generator().manual_seed(5)
+    detr = [torch.rand(30, k, generator=g) for k in (3, 1, 7, 30, 5)]
+    ata_ext.linear_sum_assignment_ragged(detr, algorithm="auction")
+    assert calls == [(5, 30, 30)]
+    calls.clear()
+    ata_ext.linear_sum_assignment_ragged(detr + [c.t() for c in detr] + [torch.rand(9, 4, generator=g), torch.rand(0, 3)],
+                                         algorithm="auction")
+    assert sorted(calls) == [(1, 9, 4), (4, 7, 30), (6, 30, 30)]  # the square one stays with the tall ones
+    calls.clear()
+    ata_ext.linear_sum_assignment_ragged(detr)
+    assert calls == []
+    costs = [1000 + 1e-6 * torch.randperm(k * 12, generator=g).double().view(12, k) for k in (2, 5, 9)]
+    for c, (r, col) in zip(costs, ata_ext.linear_sum_assignment_ragged(costs, algorithm="auction")):
+        assert objective(c, torch.full((12,), -1).index_put_((r,), col)) == scipy_objective(c)
+
+
+def test_ragged_inputs():
+    g = torch.Generator().manual_seed(6)
+    assert ata_ext.linear_sum_assignment_ragged([]) == []
+    (r0, c0), (r1, c1), (r2, c2) = ata_ext.linear_sum_assignment_ragged([torch.rand(0, 4), torch.rand(3, 0), torch.rand(2, 3)])
+    assert r0.numel() == c0.numel() == r1.numel() == c1.numel() == 0 and r2.tolist() == [0, 1]
+    # Mixed dtypes are promoted (int8 and float32: float32); a tuple, a generator's output, grad.
+    mixed = (torch.randint(-3, 4, (4, 6), generator=g, dtype=torch.int8), torch.rand(5, 6, generator=g, requires_grad=True))
+    for c, (r, col) in zip(mixed, ata_ext.linear_sum_assignment_ragged(mixed)):
+        assert float(c.detach().double()[r, col].sum()) == pytest.approx(scipy_objective(c), abs=1e-6)
+    bools = [torch.rand(4, k, generator=g) > 0.5 for k in (1, 3, 4)]
+    for c, (r, col) in zip(bools, ata_ext.linear_sum_assignment_ragged(bools, maximize=True)):
+        assert int(c[r, col].sum()) == scipy_objective(c, maximize=True)
+
+
+def test_ragged_errors():
+    lsa = ata_ext.linear_sum_assignment_ragged
+    ok = torch.rand(3, 4)
+    with pytest.raises(TypeError, match="list or tuple of 2-D tensors"):
+        lsa(torch.rand(2, 3, 4))
+    with pytest.raises(TypeError, match=r"costs\[1\] must be a torch.Tensor"):
+        lsa([ok, np.ones((2, 2))])
+    with pytest.raises(ValueError, match=r"costs\[1\] must be 2-D"):
+        lsa([ok, torch.rand(2, 2, 2)])
+    with pytest.raises(ValueError, match=r"costs\[1\] is on meta"):
+        lsa([ok, torch.rand(2, 2, device="meta")])
+    with pytest.raises(TypeError, match=r"costs\[0\] has dtype torch.complex64"):
+        lsa([torch.ones(2, 2, dtype=torch.complex64)])
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        lsa([ok], algorithm="hungarian")
+    infeasible = torch.tensor([[1.0, float("inf")], [2.0, float("inf")]])
+    nan = torch.tensor([[1.0, float("nan")]])
+    for bad, what in ((infeasible, r"infeasible \(costs\[2\] has no complete"), (nan, r"invalid numeric .* in costs\[2\]")):
+        for sense, c in ((False, bad), (True, -bad)):
+            for algorithm in ("jv", "auction"):
+                with pytest.raises(ValueError, match=what):
+                    lsa([ok, ok.t(), c], maximize=sense, algorithm=algorithm)
+        for algorithm in ("jv", "auction"):  # check=False: the failed problem's pairs are -1
+            answers = lsa([ok, bad, ok.t()], check=False, algorithm=algorithm)
+            assert all((x == -1).all() for x in answers[1]) and len(answers[1][0]) == min(bad.shape)
+            assert answers[0][0].tolist() == [0, 1, 2] and (answers[2][1] >= 0).all()
+    with pytest.raises(ValueError, match=r"invalid numeric .* in costs\[0\]"):  # +inf when maximising
+        lsa([torch.tensor([[float("inf"), 1.0]])], maximize=True)
+
+
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_large_and_tie_heavy_terminate(device, algorithm):
     g = torch.Generator().manual_seed(4)
@@ -372,6 +490,21 @@ def test_torch_compile_fullgraph():
 
     c = torch.rand(4, 10, 10)
     assert torch.equal(torch.compile(f, fullgraph=True, backend="aot_eager")(c), f(c))
+
+
+def test_ragged_opcheck_and_compile():
+    # The CPU op behind linear_sum_assignment_ragged: its fake kernel and schema (opcheck), and
+    # torch.compile(fullgraph=True) through the public function.
+    g = torch.Generator().manual_seed(8)
+    costs = [torch.rand(5, 3, generator=g), torch.rand(2, 6, generator=g).double(), torch.rand(0, 4)]
+    for maximize, check in ((False, True), (True, False)):
+        torch.library.opcheck(torch.ops.ata_ext.linear_sum_assignment_ragged.default, (costs, maximize, check))
+
+    def f(cs):
+        return [(r + 1, c) for r, c in ata_ext.linear_sum_assignment_ragged([x * 2.0 for x in cs])]
+
+    for (r, c), (er, ec) in zip(torch.compile(f, fullgraph=True, backend="aot_eager")(costs), f(costs)):
+        assert torch.equal(r, er) and torch.equal(c, ec)
 
 
 def test_auction_size_limit():

@@ -34,15 +34,17 @@ inline at::Tensor lsa_output(const at::Tensor& cost, bool filled = true) {
   return filled ? at::full(sizes, -1, options) : at::empty(sizes, options);
 }
 
-// Raises for the first failed problem of the batch, or returns.
-inline void lsa_raise(const int32_t* status, int64_t batch, const char* op) {
+// Raises for the first failed problem, or returns. A problem is named `before` b `after`:
+// "problem 3 of the batch" by default, "costs[3]" for a list of problems.
+inline void lsa_raise(const int32_t* status, int64_t batch, const char* op, const char* before = "problem ",
+                      const char* after = " of the batch") {
   for (int64_t b = 0; b < batch; ++b) {
     TORCH_CHECK_VALUE(status[b] != kInvalid, op,
                       ": matrix contains invalid numeric entries (NaN, or an infinity of the sign "
-                      "that cannot mark a forbidden pair) in problem ", b, " of the batch");
-    TORCH_CHECK_VALUE(status[b] != kInfeasible, op, ": cost matrix is infeasible (problem ", b,
-                      " of the batch has no complete assignment avoiding forbidden pairs)");
-    TORCH_CHECK(status[b] == kOk, op, ": internal error ", status[b], " in problem ", b,
+                      "that cannot mark a forbidden pair) in ", before, b, after);
+    TORCH_CHECK_VALUE(status[b] != kInfeasible, op, ": cost matrix is infeasible (", before, b, after,
+                      " has no complete assignment avoiding forbidden pairs)");
+    TORCH_CHECK(status[b] == kOk, op, ": internal error ", status[b], " in ", before, b, after,
                 " (auction price overflow or round limit); please report it with the input");
   }
 }

@@ -371,18 +371,25 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
   return kOk;
 }
 
+LsaStatus jv_solve_threaded(const DenseProblem& p, int64_t* x, int64_t) {
+  thread_local JvState s;
+  return jv_solve(p, x, s);
+}
+
 at::Tensor linear_sum_assignment_cpu(const at::Tensor& cost, bool maximize, bool check) {
-  return lsa_run_batch(cost, maximize, check, "linear_sum_assignment",
-                       [](const DenseProblem& p, int64_t* x, int64_t) {
-                         thread_local JvState s;
-                         return jv_solve(p, x, s);
-                       });
+  return lsa_run_batch(cost, maximize, check, "linear_sum_assignment", jv_solve_threaded);
+}
+
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> linear_sum_assignment_ragged_cpu(at::TensorList costs,
+                                                                                              bool maximize, bool check) {
+  return lsa_run_list(costs, maximize, check, "linear_sum_assignment_ragged", jv_solve_threaded);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
   m.impl("linear_sum_assignment", &linear_sum_assignment_cpu);
+  m.impl("linear_sum_assignment_ragged", &linear_sum_assignment_ragged_cpu);
 }
 
 }  // namespace ata_ext

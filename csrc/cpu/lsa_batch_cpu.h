@@ -8,9 +8,11 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "common/lsa_common.h"
@@ -85,6 +87,39 @@ inline void prefetch_problem(const scalar_t* src, int64_t n, int64_t m, int64_t 
   for (int64_t k = 0; k < bytes; k += 64) __builtin_prefetch(p + k, 0, 2);
 }
 
+// Loads problem src (n x m, strides s0, s1) and solves it: sol gets p.rows entries, the column of
+// each row of the loaded problem (the transpose when n > m). Returns the problem's status.
+template <typename scalar_t, typename Solver>
+int32_t lsa_solve_one(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1, bool maximize, int64_t b,
+                      Solver& solve, DenseProblem& p, std::vector<int64_t>& sol) {
+  int32_t st = lsa_load(src, n, m, s0, s1, maximize, p);
+  if (st == kOk) {
+    sol.assign(p.rows, -1);
+    st = solve(p, sol.data(), b);
+  }
+  return st;
+}
+
+// Runs `task(b, p, sol)` for every b in [0, count) in parallel, p and sol being the task's
+// scratch. Problems are uneven in cost (a random 196 x 196 one takes about 7x a video-like one),
+// and at::parallel_for splits its range statically: so each task claims problems from a shared
+// counter until none are left, whatever range it was given. `ahead(b)` is called with the next
+// problem a task will take before it solves the current one (to prefetch it).
+template <typename Task, typename Ahead>
+void lsa_parallel(int64_t count, Task task, Ahead ahead) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, count, 1, [&](int64_t, int64_t) {
+    DenseProblem p;
+    std::vector<int64_t> sol;
+    for (int64_t b = next.fetch_add(1); b < count;) {
+      const int64_t b_next = next.fetch_add(1);
+      if (b_next < count) ahead(b_next);
+      task(b, p, sol);
+      b = b_next;
+    }
+  });
+}
+
 // Runs `solve(const DenseProblem&, int64_t* col_of_row, int64_t b) -> LsaStatus` on every problem
 // b of the batch. col_of_row has p.rows entries. With check=false a failed problem is left all -1 instead
 // of raising, which is the contract of the sync-free CUDA path too.
@@ -103,37 +138,69 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "linear_sum_assignment", [&] {
     const scalar_t* base = cost.const_data_ptr<scalar_t>();
     const int64_t sb = cost.stride(0), s0 = cost.stride(1), s1 = cost.stride(2);
-    // Problems are uneven in cost (a random 196 x 196 one takes about 7x a video-like one), and
-    // at::parallel_for splits its range statically: so each task claims problems from a shared
-    // counter until none are left, whatever range it was given. A task claims its next problem
-    // before solving the current one, so that the next one's cost can be prefetched.
-    std::atomic<int64_t> next{0};
-    at::parallel_for(0, batch, 1, [&](int64_t, int64_t) {
-      DenseProblem p;
-      std::vector<int64_t> sol;
-      for (int64_t b = next.fetch_add(1); b < batch;) {
-        const int64_t b_next = next.fetch_add(1);
-        if (b_next < batch) prefetch_problem(base + b_next * sb, n, m, s0, s1);
-        int32_t st = lsa_load(base + b * sb, n, m, s0, s1, maximize, p);
-        if (st == kOk) {
-          sol.assign(p.rows, -1);
-          st = solve(p, sol.data(), b);
-        }
-        status[b] = st;
-        if (st == kOk) {
+    lsa_parallel(
+        batch,
+        [&](int64_t b, DenseProblem& p, std::vector<int64_t>& sol) {
+          status[b] = lsa_solve_one(base + b * sb, n, m, s0, s1, maximize, b, solve, p, sol);
+          if (status[b] != kOk) return;
           int64_t* o = out_ptr + b * n;
           if (n <= m) {
             for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
           } else {  // solved the transpose: sol maps original columns to original rows
             for (int64_t j = 0; j < m; ++j) o[sol[j]] = j;
           }
-        }
-        b = b_next;
-      }
-    });
+        },
+        [&](int64_t b) { prefetch_problem(base + b * sb, n, m, s0, s1); });
   });
   if (check) lsa_raise(status.data(), batch, op);
   return out;
+}
+
+// The same for a list of 2-D problems of any shapes and dtypes (linear_sum_assignment_ragged):
+// each is solved at its own size, and answered as scipy does, (rows, cols) of its min(n, m)
+// matched pairs with rows increasing. A failed problem's pairs are -1 (check=false).
+template <typename Solver>
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> lsa_run_list(at::TensorList costs, bool maximize, bool check,
+                                                                          const char* op, Solver solve) {
+  const int64_t count = static_cast<int64_t>(costs.size());
+  std::vector<at::Tensor> rows(count), cols(count);
+  for (int64_t k = 0; k < count; ++k) {
+    lsa_check_input(costs[k], op);
+    TORCH_CHECK_VALUE(costs[k].dim() == 2, op, ": costs[", k, "] must be 2-D (N, M), got shape ", costs[k].sizes());
+    TORCH_CHECK_VALUE(costs[k].device().is_cpu(), op, ": costs[", k, "] must be on the CPU, got ", costs[k].device());
+    const int64_t pairs = std::min(costs[k].size(0), costs[k].size(1));
+    rows[k] = at::empty({pairs}, costs[k].options().dtype(at::kLong));
+    cols[k] = at::empty({pairs}, costs[k].options().dtype(at::kLong));
+  }
+  std::vector<int32_t> status(count, kOk);
+  lsa_parallel(
+      count,
+      [&](int64_t k, DenseProblem& p, std::vector<int64_t>& sol) {
+        const at::Tensor& c = costs[k];
+        const int64_t n = c.size(0), m = c.size(1), pairs = std::min(n, m);
+        int64_t* r = rows[k].data_ptr<int64_t>();
+        int64_t* q = cols[k].data_ptr<int64_t>();
+        if (pairs == 0) return;
+        AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, c.scalar_type(), "linear_sum_assignment", [&] {
+          status[k] = lsa_solve_one(c.const_data_ptr<scalar_t>(), n, m, c.stride(0), c.stride(1), maximize, k, solve,
+                                    p, sol);
+        });
+        if (status[k] != kOk) {
+          std::fill(r, r + pairs, -1);
+          std::fill(q, q + pairs, -1);
+        } else if (n <= m) {
+          for (int64_t i = 0; i < n; ++i) r[i] = i, q[i] = sol[i];
+        } else {  // solved the transpose: sol[j] is column j's row; list the rows in order
+          std::vector<int64_t> col_of_row(n, -1);
+          for (int64_t j = 0; j < m; ++j) col_of_row[sol[j]] = j;
+          for (int64_t i = 0, t = 0; i < n; ++i) {
+            if (col_of_row[i] >= 0) r[t] = i, q[t++] = col_of_row[i];
+          }
+        }
+      },
+      [](int64_t) {});
+  if (check) lsa_raise(status.data(), count, op, "costs[", "]");
+  return {std::move(rows), std::move(cols)};
 }
 
 }  // namespace ata_ext
