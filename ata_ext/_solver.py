@@ -125,8 +125,9 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", che
         raise ValueError("linear_sum_assignment_ragged: algorithm='jv' runs on the CPU only; move the tensors with .cpu()")
     if not costs:
         return []
-    if algorithm == "jv" or (algorithm == "auto" and costs[0].device.type == "cpu"):
-        # Jonker-Volgenant solves each problem at its own size, in parallel: no padding.
+    if algorithm == "jv" or (algorithm == "auto" and costs[0].device.type in ("cpu", "meta")):
+        # Jonker-Volgenant solves each problem at its own size, in parallel: no padding. (Meta
+        # tensors go to the op's fake kernel: the shapes of the answer follow from the inputs'.)
         rows, cols = ops.linear_sum_assignment_ragged(costs, bool(maximize), bool(check))
         return list(zip(rows, cols))
     # The auction (CUDA, or its CPU twin) solves one padded batch per group, as its kernel needs.
