@@ -43,26 +43,16 @@ def frame_similarities(key):
     batch dims flattened into B, S[t, b, i, j] = <k[b, t, i], k[b, t+1, j]> / (|k[b, t, i]| |k[b, t+1, j]|),
     and NONFINITE_SIMILARITY where that is not finite.
 
-    One bmm per frame pair over strided views: a 4-D matmul of the frame slices would first copy
-    both operands (they are not one strided batch), which measured 2.2x slower on the CPU. The
-    Gram matrices are then divided by the norms in place by one op, normalize_similarities_,
-    instead of writing a normalised copy of the features; except in float16, where raw Gram
-    matrices overflow once norms pass 256 and lose their digits when norms are small, so the
-    features are normalised first. Norms are taken in float32 (float64 for float64 features): the
-    inverse of a small norm does not fit in float16."""
+    One op, frame_similarities (csrc/common/frame_similarities.h): the feature norms, one bmm per
+    frame pair over strided views (a 4-D matmul of the frame slices would first copy both
+    operands, which measured 2.2x slower on the CPU), then normalize_similarities_ divides the
+    Gram matrices by the norms in place, instead of writing a normalised copy of the features;
+    except in float16, where raw Gram matrices overflow once norms pass 256 and lose their digits
+    when norms are small, so the features are normalised first. Norms are taken in float32
+    (float64 for float64 features): the inverse of a small norm does not fit in float16. On the
+    CPU the output comes from the host block cache (host_cache_info), as the gathers' do."""
     *batch, T, N, D = key.shape
-    k = key.reshape(math.prod(batch), T, N, D)  # not -1: ambiguous when D (or N) is 0
-    acc = torch.float64 if k.dtype == torch.float64 else torch.float32
-    norms = torch.linalg.vector_norm(k, dim=-1, dtype=acc)  # (B, T, N)
-    if k.dtype == torch.float16:
-        inv = 1.0 / norms.clamp_min(1e-12)
-        k = torch.mul(k, inv[..., None], out=torch.empty_like(k))  # computed in float32, stored once
-        norms = None
-    sim = k.new_empty(T - 1, k.shape[0], N, N)
-    for t in range(T - 1):
-        torch.bmm(k[:, t], k[:, t + 1].transpose(1, 2), out=sim[t])
-    ops.normalize_similarities_(sim, norms)
-    return sim
+    return ops.frame_similarities(key.reshape(math.prod(batch), T, N, D))  # not -1: ambiguous when D (or N) is 0
 
 
 # The dtypes cosine similarities are computed in. Other float types (float8) can still be aligned
@@ -160,7 +150,8 @@ def dealignment_matrices(perm):
 
 
 def host_cache_info():
-    """The host block cache that CPU align/dealign outputs (and their gradients) come from:
+    """The host block cache that CPU align/dealign outputs (their gradients, and align's
+    similarities) come from:
     {"cached_bytes": bytes held in free blocks, "limit_bytes": the most it keeps}.
 
     Large fresh CPU tensors cost a page fault per 4 KiB page on their first write, several times

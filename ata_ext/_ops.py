@@ -67,6 +67,13 @@ def _normalize_similarities_fake(gram, norms):
     return None
 
 
+@torch.library.register_fake("ata_ext::frame_similarities")
+def _frame_similarities_fake(key):
+    torch._check(key.dim() == 4 and key.shape[1] >= 1, lambda: "frame_similarities: key must have shape (B, T, N, D)")
+    B, T, N, _ = key.shape
+    return key.new_empty((T - 1, B, N, N))
+
+
 @torch.library.register_fake("ata_ext::compose_permutations")
 def _compose_permutations_fake(steps):
     torch._check(steps.dim() == 3, lambda: "compose_permutations: steps must have shape (T-1, B, N)")

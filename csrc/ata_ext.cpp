@@ -42,6 +42,10 @@ TORCH_LIBRARY(ata_ext, m) {
   // Each entry is divided by both norms (each clamped to at least 1e-12, as normalize does); an
   // entry that is not finite becomes -2, below every cosine similarity (common/similarity.h).
   m.def("normalize_similarities_(Tensor(a!) gram, Tensor? norms) -> ()");
+  // align's similarities: key (B, T, N, D) float16/bfloat16/float32/float64 -> (T-1, B, N, N) in
+  // key's dtype, the cosine similarities of frame t's tokens (rows) with frame t+1's (columns),
+  // -2 where that is not finite: the norms, one bmm per frame pair and normalize_similarities_.
+  m.def("frame_similarities(Tensor key) -> Tensor");
   // The composition that turns frame-pair assignments into alignment permutations (align's last
   // step before the gather): steps (T-1, B, N), steps[t-1, b] frame t-1's column per row in frame
   // t; perm (B, T, N) with perm[b, 0, i] = i, perm[b, t, i] = steps[t-1, b, perm[b, t-1, i]].

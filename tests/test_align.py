@@ -258,6 +258,36 @@ def test_normalize_similarities(device, dtype):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16], ids=str)
+def test_frame_similarities_op(device, dtype):
+    # The op align gets its similarities from: F.normalize's cosines of frame t (rows) with frame
+    # t+1 (columns), -2 where not finite, in the key's dtype; on the CPU from the host block cache.
+    g = torch.Generator().manual_seed(13)
+    k = torch.randn(3, 4, 9, 16, generator=g, dtype=torch.float64) * 3
+    k[1, 2, 4] = 0
+    k[2, 0, 5, :2] = float("inf")
+    unit = torch.nn.functional.normalize(k, dim=-1)
+    want = torch.stack([unit[:, t] @ unit[:, t + 1].transpose(1, 2) for t in range(3)])
+    want = torch.nan_to_num(want, nan=-2.0, posinf=-2.0, neginf=-2.0)
+    sim = ops.frame_similarities(k.to(device, dtype))
+    tol = {torch.float32: 1e-6, torch.float64: 1e-13, torch.bfloat16: 2e-2, torch.float16: 2e-3}[dtype]
+    assert sim.dtype == dtype and sim.shape == (3, 3, 9, 9) and sim.is_contiguous()
+    assert torch.allclose(sim.cpu().double(), want, atol=tol, rtol=0)
+    assert ops.frame_similarities(k[:, :1].to(device)).shape == (0, 3, 9, 9)  # T = 1: no frame pairs
+    torch.library.opcheck(torch.ops.ata_ext.frame_similarities.default, (k.to(device, dtype),))
+    with pytest.raises(ValueError, match=r"\(B, T, N, D\)"):
+        ops.frame_similarities(k[0].to(device))
+    with pytest.raises(TypeError, match="key must be float16"):
+        ops.frame_similarities(k.to(device, torch.int32))
+    if device == "cpu":  # the output's block goes back to the host cache, and comes out again
+        ata_ext.empty_host_cache()
+        big = torch.randn(4, 4, 196, 64, generator=g)  # a 1.8 MB output: the cache takes 1 MiB and up
+        ptr = ops.frame_similarities(big).data_ptr()
+        assert ata_ext.host_cache_info()["cached_bytes"] > 0
+        assert ops.frame_similarities(big).data_ptr() == ptr
+
+
+@pytest.mark.parametrize("device", devices())
 def test_nonfinite_tokens_are_matched_last(device):
     # A token with NaN or infinite features has no similarity: it is matched after all others
     # (NONFINITE_SIMILARITY), the rest of its frames align as usual, and its values move with it.

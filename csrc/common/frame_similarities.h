@@ -1,0 +1,51 @@
+// ata_ext::frame_similarities, the same on every device: the feature norms, one bmm per frame
+// pair and ata_ext::normalize_similarities_. Backends register it with their own allocator for
+// the output (csrc/cpu/frame_similarities_cpu.cpp: the host block cache, since a fresh (T-1, B, N,
+// N) tensor faults in every page on the CPU; csrc/cuda/frame_similarities_cuda.cu: PyTorch's).
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+
+#include <optional>
+
+namespace ata_ext {
+
+// key (B, T, N, D) -> (T-1, B, N, N) in key's dtype; `empty(sizes, dtype)` allocates the output.
+template <typename Empty>
+at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
+  const char* op = "frame_similarities";
+  TORCH_CHECK_VALUE(key.dim() == 4 && key.size(1) >= 1, op, ": key must have shape (B, T, N, D) with T >= 1, got ",
+                    key.sizes());
+  const auto dtype = key.scalar_type();
+  TORCH_CHECK_TYPE(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble, op,
+                   ": key must be float16, bfloat16, float32 or float64, got ", dtype);
+  const int64_t B = key.size(0), T = key.size(1), N = key.size(2);
+  // Norms in float32 (float64 for float64 features): the inverse of a small norm does not fit in
+  // float16.
+  at::Tensor norms = at::linalg_vector_norm(key, 2, {-1}, false, dtype == at::kDouble ? at::kDouble : at::kFloat);
+  at::Tensor k = key;
+  std::optional<at::Tensor> scale = norms;
+  if (dtype == at::kHalf) {
+    // float16 Gram matrices overflow once norms pass 256 and lose their digits when norms are
+    // small: normalise the features first (computed in float32, stored once), then the Gram
+    // matrices are cosines already.
+    k = at::empty_like(key);
+    at::mul_out(k, key, norms.clamp_min(1e-12).reciprocal().unsqueeze(-1));
+    scale = std::nullopt;
+  }
+  at::Tensor sim = empty({T - 1, B, N, N}, dtype);
+  // One bmm per frame pair on strided views: a 4-D matmul of the frame slices would copy both
+  // operands first (they are not one strided batch), which measured 2.2x slower on the CPU.
+  for (int64_t t = 0; t + 1 < T; ++t) {
+    at::Tensor out = sim.select(0, t);
+    at::bmm_out(out, k.select(1, t), k.select(1, t + 1).transpose(1, 2));
+  }
+  static const auto normalize = c10::Dispatcher::singleton()
+                                    .findSchemaOrThrow("ata_ext::normalize_similarities_", "")
+                                    .typed<void(const at::Tensor&, const std::optional<at::Tensor>&)>();
+  normalize.call(sim, scale);
+  return sim;
+}
+
+}  // namespace ata_ext

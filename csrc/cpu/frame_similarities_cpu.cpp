@@ -1,0 +1,24 @@
+// CPU registration of ata_ext::frame_similarities (common/frame_similarities.h). The output comes
+// from the host block cache (cpu/host_cache_cpu.cpp): a fresh 17 MB tensor for (16, 8, 196, 768)
+// features cost about 4 ms of page faults on the 2-core development machine, on a 62 ms matmul.
+#include <torch/library.h>
+
+#include "common/frame_similarities.h"
+#include "cpu/host_cache.h"
+
+namespace ata_ext {
+namespace {
+
+at::Tensor frame_similarities_cpu(const at::Tensor& key) {
+  return frame_similarities_impl(key, [](at::IntArrayRef sizes, at::ScalarType dtype) {
+    return empty_cached_cpu(sizes, dtype);
+  });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
+  m.impl("frame_similarities", &frame_similarities_cpu);
+}
+
+}  // namespace ata_ext
