@@ -339,13 +339,15 @@ def test_ragged_inputs():
     assert r0.numel() == c0.numel() == r1.numel() == c1.numel() == 0 and r2.tolist() == [0, 1]
     # Mixed dtypes are promoted (int8 and float32: float32); a tuple, a generator's output, grad.
     mixed = (torch.randint(-3, 4, (4, 6), generator=g, dtype=torch.int8), torch.rand(5, 6, generator=g, requires_grad=True))
-    for c, (r, col) in zip(mixed, ata_ext.linear_sum_assignment_ragged(mixed)):
-        assert float(c.detach().double()[r, col].sum()) == pytest.approx(scipy_objective(c), abs=1e-6)
+    for algorithm in ("jv", "auction"):
+        for c, (r, col) in zip(mixed, ata_ext.linear_sum_assignment_ragged(mixed, algorithm=algorithm)):
+            assert float(c.detach().double()[r, col].sum()) == pytest.approx(scipy_objective(c), abs=1e-6)
     meta = ata_ext.linear_sum_assignment_ragged([torch.empty(5, 3, device="meta"), torch.empty(2, 7, device="meta")])
     assert [(r.shape, c.shape, r.device.type) for r, c in meta] == [((3,), (3,), "meta"), ((2,), (2,), "meta")]
     bools = [torch.rand(4, k, generator=g) > 0.5 for k in (1, 3, 4)]
-    for c, (r, col) in zip(bools, ata_ext.linear_sum_assignment_ragged(bools, maximize=True)):
-        assert int(c[r, col].sum()) == scipy_objective(c, maximize=True)
+    for algorithm in ("jv", "auction"):
+        for c, (r, col) in zip(bools, ata_ext.linear_sum_assignment_ragged(bools, maximize=True, algorithm=algorithm)):
+            assert int(c[r, col].sum()) == scipy_objective(c, maximize=True)
 
 
 def test_ragged_errors():
