@@ -4,7 +4,11 @@
 // N) tensor faults in every page on the CPU; csrc/cuda/frame_similarities_cuda.cu: PyTorch's).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/bmm.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/linalg_vector_norm.h>
+#include <ATen/ops/mul.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <optional>

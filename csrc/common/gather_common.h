@@ -3,7 +3,7 @@
 // errors match.
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace ata_ext {
 

@@ -2,7 +2,11 @@
 // checks, the output tensor, and the exceptions raised for failed problems.
 #pragma once
 
-#include <ATen/ATen.h>
+// Here and in every source: ATen/core/Tensor.h plus the per-op headers used, not ATen/ATen.h,
+// which declares every ATen op and took about a third of each file's compile time.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 
 #include <cstdint>
 

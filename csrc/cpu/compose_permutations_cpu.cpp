@@ -1,6 +1,7 @@
 // CPU implementation of ata_ext::compose_permutations: every (clip, position) chain of
 // common/gather.h's compose_chain, in parallel, with indices out of range reported.
 #include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
 #include <torch/library.h>
 
 #include <atomic>

@@ -1,7 +1,7 @@
 // A cache of large host blocks for the CPU gathers' outputs (see host_cache_cpu.cpp for why).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <cstdint>
 #include <vector>

@@ -2,6 +2,7 @@
 // the same Jacobi rounds with the same integer arithmetic (csrc/common/auction.h), one problem at
 // a time, so its assignments are bit-identical to the GPU's; it is how the GPU algorithm's logic
 // is tested on machines without a GPU. Batches run in parallel through lsa_batch_cpu.h.
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <algorithm>

@@ -4,7 +4,7 @@
 // solver honour the same contract (shapes, -1 rows, errors).
 #pragma once
 
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 

@@ -2,7 +2,9 @@
 // that moves rows in the widest aligned vector (16 bytes for any dtype when rows allow), dtype-
 // agnostic, plus an optional permutation check (one flag read back: the documented sync).
 #ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>

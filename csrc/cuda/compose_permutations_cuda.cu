@@ -2,7 +2,8 @@
 // common/gather.h's compose_chain. No check and no sync: an index out of range (a problem the
 // solver left unassigned) makes the rest of its chain -1, and nothing is read out of bounds.
 #ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>

@@ -1,6 +1,7 @@
 // CUDA registration of ata_ext::frame_similarities (common/frame_similarities.h): its output from
 // PyTorch's caching allocator. Every step is launched from C++ on the current stream: one call
 // from Python instead of nine (T = 8), which counts where align's eager time is launch overhead.
+#include <ATen/ops/empty.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 

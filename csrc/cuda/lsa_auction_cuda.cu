@@ -3,7 +3,8 @@
 // the whole batch. The arithmetic is csrc/common/auction.h, shared with the CPU twin
 // (csrc/cpu/lsa_auction_cpu.cpp), which must give bit-identical assignments.
 #ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 // c10's stream and error headers rather than ATen/cuda/CUDAContext.h, which pulls in cuSPARSE and
 // cuBLAS headers that a bare CUDA toolkit does not ship.

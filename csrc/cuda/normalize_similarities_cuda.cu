@@ -3,7 +3,7 @@
 // One pass where eager PyTorch took five kernels (clamp, reciprocal, two broadcast multiplies and
 // nan_to_num), each reading and writing the whole tensor or launching for a tiny one.
 #ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
