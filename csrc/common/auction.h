@@ -61,6 +61,7 @@
 
 #include <c10/macros/Macros.h>
 
+#include <cfloat>
 #include <cmath>
 #include <cstdint>
 
@@ -125,12 +126,15 @@ C10_HOST_DEVICE inline Stats stats_merge(Stats a, const Stats& b) {
   return a;
 }
 
-// How finite benefits map to integers: B = rint((b/2 - lo/2) / div * scale), B in [0, levels].
-// Halving first keeps hi - lo finite for any finite inputs (their difference can overflow a
-// double), and dividing by the half range before multiplying keeps the factor finite for tiny
-// ranges (levels / range overflows once the range is below about 1e-301).
+// How finite benefits map to integers: B = rint((h*b - h*lo) / div * scale), B in [0, levels],
+// div = h*hi - h*lo. h is 1, or 1/2 when hi - lo overflows a double (finite inputs near +-DBL_MAX):
+// halving keeps the difference finite, and is exact except below 2^-1021, where it drops the last
+// bit of a subnormal, so it is used only when needed (halving always, two subnormal costs one unit
+// apart shared a level, and the optimum was missed by that unit). Dividing by the range before
+// multiplying keeps the factor finite for tiny ranges (levels / range overflows once the range is
+// below about 1e-301).
 struct Scale {
-  double lo, div, scale;
+  double lo, h, div, scale;
   int64_t levels;    // Q
   int64_t penalty;   // B of a forbidden pair: -(n*Q + 1)
   int64_t n1;        // n + 1, the multiplier that makes eps = 1 exact
@@ -138,7 +142,7 @@ struct Scale {
 };
 
 // Q: as many levels as the price bound allows. Integer-valued benefits whose range fits are kept
-// as they are (div 0.5 undoes the halving exactly), so integer problems are solved exactly.
+// as they are (B = b - lo, exactly), so integer problems are solved exactly.
 C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
   Scale sc;
   sc.n1 = n + 1;
@@ -149,17 +153,18 @@ C10_HOST_DEVICE inline Scale make_scale(const Stats& s, int64_t n) {
   q = q < 1 ? 1 : q;
   const bool any = s.hi >= s.lo;
   sc.lo = any ? s.lo : 0.0;
-  const double half_range = any ? 0.5 * s.hi - 0.5 * s.lo : 0.0;
-  if (half_range == 0.0) {
+  sc.h = any && !(s.hi - s.lo <= DBL_MAX) ? 0.5 : 1.0;
+  const double range = any ? sc.h * s.hi - sc.h * s.lo : 0.0;
+  if (range == 0.0) {
     sc.div = 1.0;
     sc.scale = 0.0;
     q = 0;
   } else if (s.integral && s.hi - s.lo <= static_cast<double>(q)) {
-    sc.div = 0.5;  // (b/2 - lo/2) / 0.5 = b - lo, exactly
+    sc.div = 1.0;  // h = 1 here: B = b - lo, exactly
     sc.scale = 1.0;
     q = static_cast<int64_t>(s.hi - s.lo);
   } else {
-    sc.div = half_range;
+    sc.div = range;
     sc.scale = static_cast<double>(q);
   }
   sc.levels = q;
@@ -176,7 +181,7 @@ constexpr int32_t kForbidden = INT32_MIN;
 
 C10_HOST_DEVICE inline int32_t level(double b, const Scale& sc) {
   if (b == -INFINITY) return kForbidden;
-  return static_cast<int32_t>(rint((0.5 * b - 0.5 * sc.lo) / sc.div * sc.scale));
+  return static_cast<int32_t>(rint((sc.h * b - sc.h * sc.lo) / sc.div * sc.scale));
 }
 
 // The integer benefit the auction works with.
