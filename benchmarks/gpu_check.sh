@@ -10,8 +10,9 @@
 #                                                                       -> bench.json, bench.png,
 #                                                                          gpu_bench.json, align.json
 # summary.txt gets the device, versions, pass/fail counts, sanitizer verdicts and the benchmark
-# tables; build.log the build's tail. Stages can run in separate calls (each writes its own files)
-# when one call has a time limit. Without a GPU it says so and exits non-zero.
+# tables, each stage with its wall time; build.log the build's tail. Stages can run in separate
+# calls (each writes its own files) when one call has a time limit. Without a GPU it says so and
+# exits non-zero.
 set -uo pipefail
 OUTDIR=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [sanitizer] [bench]}
 shift
@@ -39,6 +40,7 @@ fi
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
 export FORCE_CUDA=1
+t0=$SECONDS
 if ! "$PY" setup.py build_ext --inplace > "$OUTDIR/build.log" 2>&1; then
   echo "build: FAILED (see build.log)" >> "$summary"
   tail -n 80 "$OUTDIR/build.log" > "$OUTDIR/build.tail" && mv "$OUTDIR/build.tail" "$OUTDIR/build.log"
@@ -46,7 +48,7 @@ if ! "$PY" setup.py build_ext --inplace > "$OUTDIR/build.log" 2>&1; then
   exit 1
 fi
 tail -n 30 "$OUTDIR/build.log" > "$OUTDIR/build.tail" && mv "$OUTDIR/build.tail" "$OUTDIR/build.log"
-echo "build: ok ($("$PY" -c 'import ata_ext; print("CUDA kernels included" if ata_ext.built_with_cuda else "CPU only!")'))" >> "$summary"
+echo "build: ok ($("$PY" -c 'import ata_ext; print("CUDA kernels included" if ata_ext.built_with_cuda else "CPU only!")'), $((SECONDS - t0)) s)" >> "$summary"
 
 status=0
 has() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
@@ -54,18 +56,20 @@ has() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if has tests; then
   # pytest-xdist, where installed, spreads the suite over up to 8 processes (they share the GPU):
   # about 2 minutes on a 16-core H100 machine instead of several times that.
+  t0=$SECONDS
   par=""
   if "$PY" -c "import xdist" 2>/dev/null; then par="-n $(( $(nproc) < 8 ? $(nproc) : 8 ))"; fi
   "$PY" -m pytest -q -ra -p no:cacheprovider $par tests > "$OUTDIR/tests.log" 2>&1 || status=1
-  echo "tests: $(tail -n 1 "$OUTDIR/tests.log")" >> "$summary"
+  echo "tests: $(tail -n 1 "$OUTDIR/tests.log") ($((SECONDS - t0)) s)" >> "$summary"
 fi
 
 if has sanitizer; then
   : > "$OUTDIR/sanitizer.log"
   for tool in memcheck racecheck; do
+    t0=$SECONDS
     echo "=== compute-sanitizer --tool $tool" >> "$OUTDIR/sanitizer.log"
     if compute-sanitizer --tool "$tool" --error-exitcode 99 "$PY" benchmarks/sanitizer_workload.py >> "$OUTDIR/sanitizer.log" 2>&1; then
-      echo "sanitizer $tool: clean" >> "$summary"
+      echo "sanitizer $tool: clean ($((SECONDS - t0)) s)" >> "$summary"
     else
       echo "sanitizer $tool: ERRORS (see sanitizer.log)" >> "$summary"
       status=1
@@ -74,6 +78,7 @@ if has sanitizer; then
 fi
 
 if has bench; then
+  t0=$SECONDS
   if "$PY" benchmarks/bench.py --out "$OUTDIR/bench" > "$OUTDIR/bench.txt" 2>&1; then
     mv "$OUTDIR/bench/results.json" "$OUTDIR/bench.json"
     mv "$OUTDIR/bench/plot.png" "$OUTDIR/bench.png" 2>/dev/null
@@ -86,6 +91,7 @@ if has bench; then
   "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" >> "$summary" 2>&1 || { echo "gpu_bench: FAILED" >> "$summary"; status=1; }
   "$PY" benchmarks/bench_align.py --device cuda --parts --out "$OUTDIR/align.json" >> "$summary" 2>&1 || { echo "bench_align: FAILED" >> "$summary"; status=1; }
   "$PY" benchmarks/bench_block.py --device cuda --reps 10 >> "$summary" 2>&1 || { echo "bench_block: FAILED" >> "$summary"; status=1; }
+  echo "bench stage: $((SECONDS - t0)) s" >> "$summary"
 fi
 
 cat "$summary"
