@@ -580,10 +580,14 @@ def test_costs_near_the_double_limit(device, algorithm, maximize):
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
-def test_random_problems_match_scipy(device, algorithm):
+@pytest.mark.parametrize("seed,count,max_n", [(11, 150, 48), (12, 150, 300)], ids=["small", "large"])
+def test_random_problems_match_scipy(device, algorithm, seed, count, max_n):
     # Fuzzing (ata_ext.testing.random_problems): random shapes, dtypes, senses and kinds of values,
     # forbidden pairs. Checked on the cost scaled by a power of two so that no objective overflows.
-    for cost, maximize in random_problems(seed=11, count=150):
+    # The large ones reach the solvers' paths for bigger problems (the JV's candidate lists and
+    # its step cap, the auction's 1024-thread blocks); a longer run of such problems found the
+    # auction's subnormal bug (test_subnormal_costs_exact).
+    for cost, maximize in random_problems(seed=seed, count=count, max_n=max_n):
         cols = solve(cost, maximize, device, algorithm=algorithm)
         c = cost.double()
         finite = c[torch.isfinite(c)]
