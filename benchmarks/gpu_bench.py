@@ -5,6 +5,8 @@ Measures, answers checked against scipy on a sample first:
   - N sweep (49 to 2048) at a fixed amount of work, to show where the CPU path wins
   - 4096 x 196x196 and 64 x 784x784: time and problems per second
   - rectangular batches (DETR-style 100 queries x 10 targets, 300 x 20, 150 x 196)
+  - the shared-memory path against global levels behind candidate lists (ATA_EXT_AUCTION_LEVELS)
+    at 224 and 4096 x 196^2 and 1024 x 98^2
   - video-like costs with 14 zero tokens ("video0": flat rows, which bid with the dummies' pool)
   - the auction's weak spots: uniform costs whose first 10 rows and columns are copies ("dup10"),
     and DETR-style costs whose predictions cluster ("detr", ata_ext.testing.detr_costs, spread 0.1)
@@ -17,6 +19,7 @@ Writes a JSON file and prints a table.
 """
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -104,13 +107,16 @@ def main():
     dev = torch.cuda.get_device_name()
     rows = []
 
-    def record(kind, batch, n, m=None, scipy_too=True):
+    def record(kind, batch, n, m=None, scipy_too=True, levels="auto"):
+        # levels="global": the levels in global memory behind candidate lists even where they fit
+        # in shared memory (ATA_EXT_AUCTION_LEVELS, read at every call): to see which is faster.
+        os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         cost, mx = problems(kind, batch, n, m)
         gpu = cost.cuda()
         out = ata_ext.linear_sum_assignment(gpu, maximize=mx).cpu()
         sample = torch.arange(0, batch, max(1, batch // 8))
         assert_optimal(cost[sample].double(), out[sample], mx, algorithm="auction")
-        row = {"case": kind, "batch": batch, "n": n, "m": m or n}
+        row = {"case": kind, "batch": batch, "n": n, "m": m or n, "levels": levels}
         row["cuda_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx))
         row["cuda_nocheck_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx, check=False))
         row["cpu_s"] = cpu_time(lambda: ata_ext.linear_sum_assignment(cost, maximize=mx))
@@ -132,8 +138,10 @@ def main():
             model = (f"  twin: {row['twin_jacobi_mean']:.0f} rounds + {row['twin_chain_mean']:.0f} steps,"
                      f" slowest {row['twin_model_slowest_s'] * 1e3:.2f} ms by the model")
         rows.append(row)
+        os.environ["ATA_EXT_AUCTION_LEVELS"] = "auto"
         sp = f"{row['scipy_s'] / row['cuda_s']:8.1f}x" if scipy_too else "       -"
-        print(f"{kind:<8}{batch:>6}{n:>6}{m or n:>6} cuda {row['cuda_s'] * 1e3:9.3f} ms (no check {row['cuda_nocheck_s'] * 1e3:8.3f})"
+        label = kind + ("/glob" if levels == "global" else "")
+        print(f"{label:<13}{batch:>6}{n:>6}{m or n:>6} cuda {row['cuda_s'] * 1e3:9.3f} ms (no check {row['cuda_nocheck_s'] * 1e3:8.3f})"
               f"  cpu {row['cpu_s'] * 1e3:9.2f} ms  vs scipy {sp}  cpu/cuda {row['cpu_s'] / row['cuda_s']:6.2f}x"
               f"  kernel {100 * (row['kernel_share'] or 0):5.1f}%  {row['problems_per_s']:10.0f} problems/s{model}", flush=True)
 
@@ -141,6 +149,11 @@ def main():
     for kind in ("video", "uniform"):
         for batch in (1, 8, 64, 224, 4096):
             record(kind, batch, 196)
+    # Shared-memory levels (one 196^2 problem an SM) against global levels behind candidate lists
+    # (several an SM): same problems, same answers.
+    for kind, batch in (("uniform", 224), ("uniform", 4096), ("video", 224)):
+        record(kind, batch, 196, scipy_too=False, levels="global")
+    record("uniform", 1024, 98, scipy_too=False, levels="global")
     record("video0", 224, 196)
     record("dup10", 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):

@@ -1,5 +1,7 @@
 """A small CUDA workload for compute-sanitizer (memcheck, racecheck): every kernel path once, on
 inputs small enough that the sanitizer's slowdown stays bearable. Exits non-zero on a wrong answer."""
+import os
+
 import torch
 
 import ata_ext
@@ -20,6 +22,13 @@ def main():
     for cost, mx in cases:
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
         assert_optimal(cost.double(), out.cpu(), mx, algorithm="auction")
+    # Global levels behind candidate lists (the n > ~237 path above) for problems that would fit in
+    # shared memory: smaller blocks, several an SM.
+    os.environ["ATA_EXT_AUCTION_LEVELS"] = "global"
+    for cost, mx in cases[:2]:
+        out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
+        assert_optimal(cost.double(), out.cpu(), mx, algorithm="auction")
+    del os.environ["ATA_EXT_AUCTION_LEVELS"]
     bad = torch.tensor([[[float("inf")] * 3] * 3, [[1.0] * 3] * 3], device="cuda")
     out = ata_ext.linear_sum_assignment(bad, check=False)
     assert bool((out[0] == -1).all()) and bool((out[1] >= 0).all())

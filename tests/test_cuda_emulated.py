@@ -59,7 +59,7 @@ def lib(tmp_path_factory):
     lib = ctypes.CDLL(str(out))
     i64, vp = ctypes.c_int64, ctypes.c_void_p
     lib.emu_auction.argtypes = [vp, ctypes.c_int, i64, i64, i64, i64, i64, i64, ctypes.c_int, ctypes.c_int,
-                                ctypes.c_int, ctypes.c_uint64, i64, vp, vp, ctypes.c_char_p, ctypes.c_int]
+                                ctypes.c_int, ctypes.c_int, ctypes.c_uint64, i64, vp, vp, ctypes.c_char_p, ctypes.c_int]
     lib.emu_auction.restype = ctypes.c_int
     cint = ctypes.c_int
     lib.emu_copy_rows.argtypes = [vp, vp, vp, i64, i64, i64, i64, cint, cint, cint, ctypes.c_uint64, vp,
@@ -71,29 +71,37 @@ def lib(tmp_path_factory):
     return lib
 
 
-def emulated_auction(lib, cost, maximize=False, shared_levels=True, wide=False, seed=0):
+def emulated_auction(lib, cost, maximize=False, shared_levels=True, wide=False, seed=0, list_cap=0):
     """The CUDA auction kernel on cost (batch, N, M), a floating dtype, any strides: (out, status).
-    shared_levels / wide pick the instantiation (levels in shared memory; 1024 threads)."""
+    shared_levels / wide pick the instantiation (levels in shared memory; 1024 threads); list_cap
+    the candidate lists' length on the global-memory path (0: none)."""
     assert cost.dtype in DTYPE_CODES and cost.dim() == 3
     batch, n, m = cost.shape
     out = torch.full((batch, n), -7, dtype=torch.long)  # the launcher leaves it unset: the kernel writes every entry
     status = torch.full((batch,), -7, dtype=torch.int32)
     err = ctypes.create_string_buffer(2048)
     rc = lib.emu_auction(cost.data_ptr(), DTYPE_CODES[cost.dtype], batch, n, m, *cost.stride(),
-                         int(maximize), int(shared_levels), int(wide), seed, MAX_SWEEPS, out.data_ptr(), status.data_ptr(), err,
-                         len(err))
+                         int(maximize), int(shared_levels), int(wide), int(list_cap), seed, MAX_SWEEPS, out.data_ptr(),
+                         status.data_ptr(), err, len(err))
     assert rc == 0, err.value.decode()
     return out, status
 
 
+# Where the levels live: shared memory; global memory, scanned in full; global memory behind
+# candidate lists (the launcher's 16-32 entries, and 3, which makes rows rebuild their lists,
+# shrink their margins and fall back to full scans all the time).
+PATHS = {"shared": (True, 0), "global": (False, 0), "lists": (False, 32), "short-lists": (False, 3)}
+
+
 @pytest.mark.parametrize("wide", [False, True], ids=["256", "1024"])
-@pytest.mark.parametrize("shared_levels", [True, False], ids=["shared", "global"])
-def test_kernel_bit_identical_to_twin(lib, shared_levels, wide):
+@pytest.mark.parametrize("path", list(PATHS))
+def test_kernel_bit_identical_to_twin(lib, path, wide):
+    shared_levels, list_cap = PATHS[path]
     g = torch.Generator().manual_seed(0)
     for cost, mx in solver_families(g):
         twin = ata_ext.linear_sum_assignment(cost, mx, algorithm="auction")
         for seed in (0, 1):
-            out, status = emulated_auction(lib, cost, mx, shared_levels, wide, seed)
+            out, status = emulated_auction(lib, cost, mx, shared_levels, wide, seed, list_cap)
             assert bool((status == OK).all()), (tuple(cost.shape), status)
             assert torch.equal(out, twin), (tuple(cost.shape), cost.dtype, mx, seed)
         for k in range(cost.shape[0]):
@@ -101,10 +109,11 @@ def test_kernel_bit_identical_to_twin(lib, shared_levels, wide):
 
 
 def test_kernel_bit_identical_to_twin_random(lib):
-    # Fuzzing (ata_ext.testing.random_problems) across both memory paths and block sizes.
+    # Fuzzing (ata_ext.testing.random_problems) across the memory paths and block sizes.
     for k, (cost, mx) in enumerate(random_problems(seed=12, count=120)):
         twin = ata_ext.linear_sum_assignment(cost, mx, algorithm="auction")
-        out, status = emulated_auction(lib, cost, mx, shared_levels=k % 2 == 0, wide=k % 4 < 2, seed=k)
+        shared_levels, list_cap = PATHS[list(PATHS)[k % 4]]
+        out, status = emulated_auction(lib, cost, mx, shared_levels, wide=k % 8 < 4, seed=k, list_cap=list_cap)
         assert bool((status == OK).all()) and torch.equal(out, twin), (k, tuple(cost.shape), cost.dtype, mx)
 
 

@@ -88,6 +88,19 @@ def test_global_memory_path(n):
 
 
 @cuda
+def test_global_levels_with_candidate_lists(monkeypatch):
+    # ATA_EXT_AUCTION_LEVELS=global moves every problem's levels to global memory, behind
+    # candidate lists (the path of N > 236): the same assignments as the twin's.
+    monkeypatch.setenv("ATA_EXT_AUCTION_LEVELS", "global")
+    g = torch.Generator().manual_seed(3)
+    for cost, mx in solver_families(g, large=True):
+        cpu, gpu = twin_and_gpu(cost, mx)
+        assert torch.equal(cpu, gpu), (cost.shape, cost.dtype, mx)
+    cost = torch.rand(224, 196, 196, generator=g)
+    assert torch.equal(*twin_and_gpu(cost))
+
+
+@cuda
 def test_compile_reduce_overhead():
     def f(c):
         return ata_ext.linear_sum_assignment(c, maximize=True, check=False)

@@ -13,7 +13,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "common/lsa_common.h"
 #include "common/static_switch.h"
@@ -97,10 +99,27 @@ __device__ __forceinline__ void for_each_entry(const scalar_t* src, int64_t r, i
   }
 }
 
+// Candidate lists (the global-memory path). A row scan there waits on global loads (about 9 us a
+// round where a shared-memory scan takes 1-2), so each real row keeps in shared memory the columns
+// whose values were within a margin of its second best when the list was built: their levels,
+// their indices, and the bound, the highest value among the columns left out. Prices only rise, so
+// a left-out column's value stays at or below the bound; while the list's second best is above it,
+// the list's Top2 is the row's exact Top2 (ties included: every column of value v1 or v2 is in the
+// list). Otherwise, or before the first build, the row is scanned in full and the list rebuilt.
+// The lists change only how a Top2 is found, never what it is: the twin has none, and the
+// assignments stay bit-identical. Simulated in the twin with these rules and 32 entries, rebuilds
+// took 0-0.01% of row scans on uniform 196^2 and 392^2 costs, integer ones and 196^2 with
+// forbidden pairs, 0.9% on DETR-like 300 x 50, 2.3% at 1024^2 and 2.4% on random cosine
+// similarities (exact top-32 lists: 0.1% and 0.2%). Not yet timed on a GPU.
+constexpr int kListRowBytes = sizeof(int64_t) + 2 * sizeof(int32_t);  // bound, log2 of the margin, length
+constexpr int kListEntryBytes = sizeof(int32_t) + sizeof(uint16_t);   // level, column
+constexpr int32_t kListUnbuilt = -1, kListWholeRow = -2;
+
 // Bytes of dynamic shared memory for r real rows and n columns: per-column state, plus the
-// levels when they are kept there.
-inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels) {
-  return n * (2 * sizeof(int64_t) + 4 * sizeof(int32_t)) + (shared_levels ? r * n * sizeof(int32_t) : 0);
+// levels when they are kept there, or else candidate lists of list_cap entries a row (0: none).
+inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels, int64_t list_cap = 0) {
+  const int64_t lists = list_cap > 0 ? r * (kListRowBytes + list_cap * kListEntryBytes) : 0;
+  return n * (2 * sizeof(int64_t) + 4 * sizeof(int32_t)) + (shared_levels ? r * n * sizeof(int32_t) : lists);
 }
 
 // One block solves problem blockIdx.x. Levels live in shared memory (kSharedLevels) or in this
@@ -108,8 +127,8 @@ inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels) {
 template <typename scalar_t, bool kSharedLevels, bool kWide>
 __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
                                                            int64_t sb, int64_t s0, int64_t s1, bool maximize,
-                                                           int32_t* __restrict__ workspace, int64_t* __restrict__ out,
-                                                           int32_t* __restrict__ status) {
+                                                           int32_t* __restrict__ workspace, int list_cap,
+                                                           int64_t* __restrict__ out, int32_t* __restrict__ status) {
   constexpr int kThreads = block_threads(kWide), kWarps = kThreads / 32;
   // Levels a lane loads ahead in a row scan (auction.h): eight hide the global-memory latency of
   // the large-problem path. Shared memory is quick enough without, and more registers there made
@@ -138,6 +157,14 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   int32_t* bidders = col_of + n;  // unassigned real rows
   int32_t* rank = bidders + n;    // a column's place in the pool's order, this round
   int32_t* lv = kSharedLevels ? rank + n : workspace + b * r * n;
+  // Candidate lists (global-memory path, list_cap >= 2), after the per-column state (32n bytes,
+  // so 8-byte aligned): per row the bound, the log2 of its margin and its length, then the entries.
+  const bool lists = !kSharedLevels && list_cap >= 2 && n >= 2;  // n >= 2: every row has a second best
+  int64_t* list_bound = reinterpret_cast<int64_t*>(rank + n);
+  int32_t* list_margin = reinterpret_cast<int32_t*>(list_bound + r);  // log2 of the margin (-1: margin 0)
+  int32_t* list_len = list_margin + r;                                // entries, or kListUnbuilt / kListWholeRow
+  int32_t* list_lv = list_len + r;
+  uint16_t* list_col = reinterpret_cast<uint16_t*>(list_lv + r * list_cap);
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
   __shared__ int nbidders, held, fail;  // held: columns the pool holds
@@ -189,8 +216,93 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     price[j] = 0;
     best[j] = 0ull;  // from here on each round clears the words it used
   }
+  if (lists) {
+    // First margin: the value range Q(n+1) spread over n columns, times half a list, rounded
+    // down to a power of two (each row then finds its own: list_top2).
+    int64_t m0 = sc.levels * sc.n1 / n * list_cap / 2, e0 = 0;
+    while (e0 < 60 && (int64_t{2} << e0) <= m0) ++e0;
+    for (int64_t i = tid; i < r; i += kThreads) {
+      list_len[i] = kListUnbuilt;
+      list_margin[i] = static_cast<int32_t>(e0);
+    }
+  }
   if (tid == 0) nflat = 0;
-  __syncthreads();  // the levels are written and nflat is 0
+  __syncthreads();  // the levels and lists are set up and nflat is 0
+
+  // The exact Top2 of real row i (as a full scan's warp_top2), in every lane of the calling
+  // warp, from the row's candidate list when it can tell (see kListRowBytes), else from a full
+  // scan that also rebuilds the list: the columns whose values are at least v2 - margin, the
+  // margin the largest power of two that fits, tried from twice the row's last one down (a
+  // longer margin lasts longer: a list is good until the prices of its columns close the gap). A
+  // row whose ties at v2 do not fit even with margin 0 scans in full from then on. All control
+  // flow here is uniform across the warp.
+  const auto broadcast = [&](au::Top2 t) {
+    t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
+    t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
+    t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
+    return t;
+  };
+  const auto list_top2 = [&](int32_t i) -> au::Top2 {
+    const int32_t* row = lv + static_cast<int64_t>(i) * n;
+    int32_t* entry_lv = list_lv + static_cast<int64_t>(i) * list_cap;
+    uint16_t* entry_col = list_col + static_cast<int64_t>(i) * list_cap;
+    const int32_t len = list_len[i];
+    if (len >= 2) {
+      au::Top2 t = au::top2_init();
+      for (int k = lane; k < len; k += 32) {
+        const int32_t j = entry_col[k];
+        au::top2_add(t, au::scaled(entry_lv[k], sc) - price[j], au::tie_key(j, i, n));
+      }
+      t = broadcast(warp_top2(t));
+      if (t.v2 > list_bound[i]) return t;
+    }
+    const au::Top2 t = broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, dummy, i)));
+    if (len == kListWholeRow) return t;
+    for (int32_t e = list_margin[i] < 60 ? list_margin[i] + 1 : 60;; --e) {
+      const int64_t cut = t.v2 - (e < 0 ? 0 : int64_t{1} << e);  // keep values >= cut
+      int count = 0;
+      int64_t outside = INT64_MIN;  // the highest value left out
+      for (int64_t j0 = 0; j0 < n; j0 += 32) {
+        const int64_t j = j0 + lane;
+        const int64_t v = j < n ? au::scaled(row[j], sc) - price[j] : INT64_MIN;
+        const bool keep = j < n && v >= cut;
+        count += __popc(__ballot_sync(0xffffffffu, keep));
+        outside = !keep && v > outside ? v : outside;
+      }
+      if (count > list_cap) {
+        if (e >= 0) continue;
+        __syncwarp();  // every lane has read list_len (racecheck: no warp-internal hazard)
+        if (lane == 0) list_len[i] = kListWholeRow;
+        __syncwarp();
+        return t;
+      }
+      for (int off = 16; off > 0; off >>= 1) {
+        const int64_t o = __shfl_down_sync(0xffffffffu, outside, off);
+        outside = o > outside ? o : outside;
+      }
+      int pos = 0;
+      __syncwarp();  // every lane is done reading the old list before it is overwritten
+      for (int64_t j0 = 0; j0 < n; j0 += 32) {  // the same values again, now written out
+        const int64_t j = j0 + lane;
+        const int32_t level = j < n ? row[j] : 0;
+        const bool keep = j < n && au::scaled(level, sc) - price[j] >= cut;
+        const unsigned mask = __ballot_sync(0xffffffffu, keep);
+        if (keep) {
+          const int k = pos + __popc(mask & ((1u << lane) - 1u));
+          entry_lv[k] = level;
+          entry_col[k] = static_cast<uint16_t>(j);
+        }
+        pos += __popc(mask);
+      }
+      if (lane == 0) {
+        list_len[i] = count;
+        list_bound[i] = outside;
+        list_margin[i] = e;
+      }
+      __syncwarp();  // the list is written before any lane reads it
+      return t;
+    }
+  };
 
   // Flat rows (one value in every column) bid with the pool (auction.h): a warp per row marks
   // them in col_of, which they never use otherwise (the pool holds their columns).
@@ -245,10 +357,9 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
               break;
             }
             const int32_t* row = i < r ? lv + static_cast<int64_t>(i) * n : nullptr;
-            au::Top2 t = warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, dummy, i));
-            t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
-            t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
-            t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
+            const au::Top2 t =
+                lists && row ? list_top2(i)
+                             : broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, dummy, i)));
             const int32_t j1 = au::top2_column(t, i, n);  // a bidder's tie origin is its row id
             const int64_t bid = au::bid(t, price[j1], eps);
             if (bid >= au::kPriceLimit) {
@@ -278,8 +389,9 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       }
       for (int k = warp; k < nb; k += kWarps) {  // a warp per bidder, reading round-start prices
         const int32_t i = bidders[k];
-        const au::Top2 t = warp_top2(
-            au::row_top2<kScanBatch>(lv + static_cast<int64_t>(i) * n, price, n, sc, lane, 32, owner, dummy, i));
+        const au::Top2 t = lists ? list_top2(i)
+                                 : warp_top2(au::row_top2<kScanBatch>(lv + static_cast<int64_t>(i) * n, price, n, sc,
+                                                                      lane, 32, owner, dummy, i));
         if (lane == 0) {
           const int32_t j1 = au::top2_column(t, i, n);
           const int64_t bid = au::bid(t, price[j1], eps);
@@ -393,11 +505,26 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
                     " on this device, got shape ", cost_in.sizes(), "; solve larger problems on the CPU");
   const at::Tensor cost = cost_in.reshape({-1, N, M});
   const int64_t batch = cost.size(0);
-  const bool shared_levels = smem_bytes(r, n, true) + static_smem <= max_smem;
+  // ATA_EXT_AUCTION_LEVELS=global puts the levels in global memory, behind candidate lists, even
+  // where they would fit in shared memory: smaller blocks, several problems an SM (a 196 x 196
+  // problem's shared levels leave room for one). For measuring which is faster on a given GPU;
+  // the assignments are the same either way. Read at every call, so one process can time both.
+  const char* levels_env = std::getenv("ATA_EXT_AUCTION_LEVELS");
+  const bool force_global = levels_env != nullptr && std::string(levels_env) == "global";
+  const bool shared_levels = !force_global && smem_bytes(r, n, true) + static_smem <= max_smem;
   // Sized from shapes only, never from device data.
   at::Tensor workspace = shared_levels ? at::Tensor() : at::empty({batch, r, n}, cost.options().dtype(at::kInt));
   at::Tensor status = at::empty({batch}, cost.options().dtype(at::kInt));
-  const int64_t smem = smem_bytes(r, n, shared_levels);
+  // Candidate lists for the global-memory path: as many entries a row as the shared memory holds,
+  // at most 32; none below 16 (simulated in the twin, 16 rebuilt in up to 6% of scans at 1024^2,
+  // exact top-8 lists in up to 29% on integer costs; a rebuild costs three or four full scans).
+  int64_t list_cap = 0;
+  if (!shared_levels) {
+    const int64_t room = max_smem - static_smem - smem_bytes(r, n, false);
+    list_cap = std::min<int64_t>(32, (room / r - kListRowBytes) / kListEntryBytes);
+    if (list_cap < 16) list_cap = 0;
+  }
+  const int64_t smem = smem_bytes(r, n, shared_levels, list_cap);
   const bool wide = 2 * (smem + static_smem) > smem_per_sm;  // one block per SM (block_threads)
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
@@ -406,7 +533,8 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
         opt_in_smem<scalar_t, kShared, kWide>(cost.get_device(), max_smem - static_cast<int>(static_smem));
         auction_kernel<scalar_t, kShared, kWide><<<static_cast<unsigned>(batch), block_threads(kWide), smem, stream>>>(
             cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
-            shared_levels ? nullptr : workspace.data_ptr<int32_t>(), out.data_ptr<int64_t>(), status.data_ptr<int32_t>());
+            shared_levels ? nullptr : workspace.data_ptr<int32_t>(), static_cast<int>(list_cap), out.data_ptr<int64_t>(),
+            status.data_ptr<int32_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });

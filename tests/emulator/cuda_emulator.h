@@ -1,6 +1,6 @@
 // A CPU emulator for this package's CUDA device code, so that the kernels' own source runs in CI,
 // which has no GPU (tests/test_cuda_emulated.py). Each CUDA thread of a block is a fiber
-// (a stack of its own). Fibers switch only at __syncthreads, __syncwarp and warp shuffles, in an order drawn
+// (a stack of its own). Fibers switch only at __syncthreads, __syncwarp, warp shuffles and votes, in an order drawn
 // from a seed, so a kernel whose answer depends on thread timing answers differently for
 // different seeds; dynamic shared memory starts as seed-dependent garbage, as on a GPU.
 // It stops with an error where a GPU would hang or misbehave: threads of a block waiting at
@@ -133,6 +133,18 @@ T shfl_from(T v, int src_lane, int line) {
   return out;
 }
 
+// A warp vote: bit k of the result is lane k's predicate, in every lane.
+inline unsigned ballot(bool pred, int line) {
+  Runtime& r = rt();
+  const int t = r.current, base = t - t % 32;
+  r.slots[t] = pred ? 1 : 0;
+  wait(State::kWarpWait, line);
+  unsigned mask = 0;
+  for (int k = 0; k < 32 && base + k < static_cast<int>(r.slots.size()); ++k) mask |= static_cast<unsigned>(r.slots[base + k] != 0) << k;
+  wait(State::kWarpWait, line);
+  return mask;
+}
+
 template <typename T>
 T shfl_down(T v, unsigned delta, int line) {
   const int lane = rt().current % 32;
@@ -251,6 +263,9 @@ inline void launch(unsigned grid, unsigned block, size_t smem_bytes, uint64_t se
 #define __syncwarp(...) ::emu::wait(::emu::State::kWarpWait, __LINE__)
 #define __shfl_down_sync(mask, v, delta) ::emu::shfl_down((v), (delta), __LINE__)
 #define __shfl_sync(mask, v, src) ::emu::shfl_from((v), (src), __LINE__)
+#define __ballot_sync(mask, pred) ::emu::ballot((pred), __LINE__)
+
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
 
 inline unsigned char* dynamic_smem() { return emu::rt().smem.data(); }
 

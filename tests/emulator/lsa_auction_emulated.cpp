@@ -18,8 +18,8 @@ namespace {
 
 template <typename scalar_t>
 int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0, int64_t s1, int maximize,
-            int shared_levels, int wide, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status, char* err,
-            int errlen) {
+            int shared_levels, int wide, int list_cap, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status,
+            char* err, int errlen) {
   namespace k = ata_ext;
   const int64_t n = std::max(N, M), r = std::min(N, M);
   std::vector<int32_t> workspace(shared_levels ? 0 : batch * r * n);
@@ -27,9 +27,9 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
   try {
     BOOL_SWITCH(shared_levels != 0, kShared, [&] {
       BOOL_SWITCH(wide != 0, kWide, [&] {
-        emu::launch(batch, k::block_threads(kWide), k::smem_bytes(r, n, kShared), seed, max_sweeps, [&] {
+        emu::launch(batch, k::block_threads(kWide), k::smem_bytes(r, n, kShared, list_cap), seed, max_sweeps, [&] {
           k::auction_kernel<scalar_t, kShared, kWide>(src, N, M, sb, s0, s1, maximize != 0,
-                                                      kShared ? nullptr : workspace.data(), out, status);
+                                                      kShared ? nullptr : workspace.data(), list_cap, out, status);
         });
       });
     });
@@ -45,15 +45,16 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
 // cost: (batch, N, M) float32, float64, float16 or bfloat16 (dtype 0, 1, 2, 3) with element
 // strides sb, s0, s1; out: batch * N int64 filled with -1 by the caller (as the CUDA launcher
 // does); status: batch. shared_levels and wide pick the kernel instantiation the launcher would
-// pick from the device's shared memory. max_sweeps bounds the emulation (a kernel that would
+// pick from the device's shared memory; list_cap the candidate lists' length (global-memory
+// levels only; 0: none). max_sweeps bounds the emulation (a kernel that would
 // spin). Returns 0, or 1 with the emulator's error in err (a hang, a divergent barrier, the budget
 // spent).
 extern "C" int emu_auction(const void* cost, int dtype, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0,
-                           int64_t s1, int maximize, int shared_levels, int wide, uint64_t seed, int64_t max_sweeps,
-                           int64_t* out, int32_t* status, char* err, int errlen) {
+                           int64_t s1, int maximize, int shared_levels, int wide, int list_cap, uint64_t seed,
+                           int64_t max_sweeps, int64_t* out, int32_t* status, char* err, int errlen) {
   const auto run = [&](auto tag) {
-    return auction<decltype(tag)>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, wide, seed, max_sweeps, out,
-                                  status, err, errlen);
+    return auction<decltype(tag)>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, wide, list_cap, seed,
+                                  max_sweeps, out, status, err, errlen);
   };
   switch (dtype) {
     case 0: return run(float{});
