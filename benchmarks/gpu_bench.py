@@ -8,6 +8,7 @@ Measures, answers checked against scipy on a sample first:
   - the shared-memory path against global levels behind candidate lists (ATA_EXT_AUCTION_LEVELS)
     at 224 and 4096 x 196^2 and 1024 x 98^2
   - video-like costs with 14 zero tokens ("video0": flat rows, which bid with the dummies' pool)
+  - uniform costs with 10% of pairs forbidden ("forbid10"; eps starts from the finite range)
   - the auction's weak spots: uniform costs whose first 10 rows and columns are copies ("dup10"),
     and DETR-style costs whose predictions cluster ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
@@ -41,6 +42,9 @@ def problems(kind, batch, n, m=None, seed=0):
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
     cost = torch.rand(batch, n, m or n, generator=g)
+    if kind == "forbid10":  # 10% of pairs forbidden, the diagonal kept (feasible): eps starts from the finite range
+        cost[torch.rand(cost.shape, generator=g) < 0.1] = float("inf")
+        cost[:, range(n), range(n)] = torch.rand(batch, n, generator=g)
     if kind == "dup10":  # equal rows wanting equal columns: a price war (README, "Where the auction is slow")
         cost[:, :10] = cost[:, :1]
         cost[:, :, :10] = cost[:, :, :1]
@@ -155,6 +159,7 @@ def main():
         record(kind, batch, 196, scipy_too=False, levels="global")
     record("uniform", 1024, 98, scipy_too=False, levels="global")
     record("video0", 224, 196)
+    record("forbid10", 224, 196)
     record("dup10", 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)
