@@ -268,6 +268,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         const bool keep = j < n && v >= cut;
         count += __popc(__ballot_sync(0xffffffffu, keep));
         outside = !keep && v > outside ? v : outside;
+        if (count > list_cap) break;  // too many: a smaller margin (count is the same in every lane)
       }
       if (count > list_cap) {
         if (e >= 0) continue;
