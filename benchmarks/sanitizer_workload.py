@@ -19,16 +19,13 @@ def main():
         (video_similarity(1, 250, generator=g), True),        # global-memory levels (n > ~237)
         (torch.rand(1, 240, 240, generator=g), False),        # global levels, long chains of rounds
     ]
-    for cost, mx in cases:
+    # The first two once more with global levels behind candidate lists (the n > ~237 path) where
+    # they would fit in shared memory: smaller blocks, several an SM (ATA_EXT_AUCTION_LEVELS).
+    for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in cases[:2]]:
+        os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
         assert_optimal(cost.double(), out.cpu(), mx, algorithm="auction")
-    # Global levels behind candidate lists (the n > ~237 path above) for problems that would fit in
-    # shared memory: smaller blocks, several an SM.
-    os.environ["ATA_EXT_AUCTION_LEVELS"] = "global"
-    for cost, mx in cases[:2]:
-        out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
-        assert_optimal(cost.double(), out.cpu(), mx, algorithm="auction")
-    del os.environ["ATA_EXT_AUCTION_LEVELS"]
+    os.environ["ATA_EXT_AUCTION_LEVELS"] = "auto"
     bad = torch.tensor([[[float("inf")] * 3] * 3, [[1.0] * 3] * 3], device="cuda")
     out = ata_ext.linear_sum_assignment(bad, check=False)
     assert bool((out[0] == -1).all()) and bool((out[1] >= 0).all())
