@@ -7,6 +7,7 @@ equivariant under row permutations, that equals matching the original frames and
 so all B*(T-1) problems are solved in one batched call and composed by one op,
 compose_permutations (see README, "How alignment works").
 """
+import contextlib
 import math
 
 import torch
@@ -70,7 +71,10 @@ def alignment_permutations(key):
     if T < 2 or N == 0:
         return torch.arange(N, device=key.device).expand(*batch, T, N).contiguous()
     # Matching is not differentiated, and runs at the input's precision whatever autocast says.
-    with torch.no_grad(), torch.autocast(key.device.type, enabled=False):
+    # (Devices without autocast, such as meta for shape inference, have nothing to turn off.)
+    no_autocast = (torch.autocast(key.device.type, enabled=False) if torch.amp.is_autocast_available(key.device.type)
+                   else contextlib.nullcontext())
+    with torch.no_grad(), no_autocast:
         k = key.detach()
         # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA
         # the similarities stay in the input dtype, which the auction reads directly.

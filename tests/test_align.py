@@ -367,6 +367,18 @@ def test_fake_kernels_check_devices():
         torch.ops.ata_ext.normalize_similarities_(torch.randn(3, 2, 5, 5), torch.rand(2, 4, 5, device="meta"))
 
 
+def test_meta_tensors_give_shapes():
+    # Shape inference (models built on the meta device, FLOP counters) runs align on meta tensors;
+    # it raised from torch.autocast, which the meta device does not have.
+    x = torch.empty(2, 3, 5, 4, device="meta")
+    for layout, shape in (("tn", (2, 3, 5, 4)), ("nt", (2, 5, 3, 4))):
+        aligned, perm = ata_ext.align(x, layout=layout)
+        assert (aligned.shape, aligned.device.type) == (shape, "meta")
+        assert (perm.shape, perm.dtype, perm.device.type) == ((2, 3, 5), torch.long, "meta")
+        back = ata_ext.dealign(aligned, perm, layout=layout, check=False)
+        assert (back.shape, back.device.type) == (x.shape, "meta")
+
+
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("op", ["align_gather", "align_scatter"])
 @pytest.mark.parametrize("nt", [False, True])

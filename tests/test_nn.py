@@ -144,3 +144,11 @@ def test_bad_input():
             blk(torch.randn(2, 10, 16), T=T)
     with pytest.raises(ValueError, match=r"dim=16\) got C = 8"):  # was matmul's shape error
         m(torch.randn(2, 3, 9, 8))
+
+
+def test_meta_device_block():
+    # A model built on the meta device (as large models are, before to_empty) runs for shapes.
+    with torch.device("meta"):
+        blk = DividedSpaceTimeBlock(16, 2)
+        out = blk(torch.empty(2, 1 + 5 * 3, 16), T=3)
+    assert (out.shape, out.device.type) == ((2, 16, 16), "meta")
