@@ -323,6 +323,21 @@ def test_overflowing_token_is_a_zero_vector(device, dtype):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype, scale", [(torch.float64, 1e200), (torch.float32, 1e30), (torch.bfloat16, 1e30),
+                                          (torch.float16, 1e4), (torch.float32, 1.0)])
+def test_single_channel_features_of_any_size(device, dtype, scale):
+    # With C = 1 a norm is |x|, finite up to the dtype's maximum, and F.normalize makes +-1 of the
+    # features; the raw product of two such values overflowed (from 1.3e154 in float64, 1.8e19 in
+    # float32), so every similarity counted as non-finite and the frames were matched at random.
+    g = torch.Generator().manual_seed(12)
+    x = (torch.randn(2, 4, 24, 1, generator=g, dtype=torch.float64) * scale).to(dtype)
+    _, perm = ata_ext.align(x.to(device))
+    for b in range(2):
+        _, _, ref = literal_align(x[b])
+        assert step_totals(x[b], perm[b].cpu()) == pytest.approx(ref, abs=1e-9)
+
+
+@pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("scale", [300.0, 1.0, 1e-4])
 def test_half_precision_similarities_keep_their_range(device, scale):
     # float16 Gram matrices of raw features overflow once norms pass 256 and lose their digits

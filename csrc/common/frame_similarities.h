@@ -30,10 +30,12 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
   at::Tensor norms = at::linalg_vector_norm(key, 2, {-1}, false, dtype == at::kDouble ? at::kDouble : at::kFloat);
   at::Tensor k = key;
   std::optional<at::Tensor> scale = norms;
-  if (dtype == at::kHalf) {
+  if (dtype == at::kHalf || key.size(3) == 1) {
     // float16 Gram matrices overflow once norms pass 256 and lose their digits when norms are
     // small: normalise the features first (computed in float32, stored once), then the Gram
-    // matrices are cosines already.
+    // matrices are cosines already. So do single-channel features in every dtype: their norm is
+    // |x|, finite up to the dtype's maximum (F.normalize makes +-1 of them), while the product
+    // of two raw values overflows from the square root of it on.
     k = at::empty_like(key);
     at::mul_out(k, key, norms.clamp_min(1e-12).reciprocal().unsqueeze(-1));
     scale = std::nullopt;
