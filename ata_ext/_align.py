@@ -49,7 +49,8 @@ def frame_similarities(key):
     operands, which measured 2.2x slower on the CPU), then normalize_similarities_ divides the
     Gram matrices by the norms in place, instead of writing a normalised copy of the features;
     except in float16, where raw Gram matrices overflow once norms pass 256 and lose their digits
-    when norms are small, so the features are normalised first. Norms are taken in float32
+    when norms are small, and for single-channel features (D = 1: the norm |k| is finite up to
+    the dtype's maximum, the product of two values is not), so those are normalised first. Norms are taken in float32
     (float64 for float64 features): the inverse of a small norm does not fit in float16. On the
     CPU the output comes from the host block cache (host_cache_info), as the gathers' do."""
     *batch, T, N, D = key.shape
