@@ -8,6 +8,8 @@ Install with `pip install --no-build-isolation .` (torch must already be install
 import glob
 import os
 import shutil
+import sys
+import sysconfig
 
 from setuptools import find_packages, setup
 
@@ -99,13 +101,26 @@ def _extension():
     )
 
 
+class BuildExt(BuildExtension.with_options(use_ninja=True)):
+    """pip's editable installs (scripts/setup.sh) compile in a fresh temporary directory, so every
+    run of the two commands recompiled every file (3 minutes on a 2-core machine with the CUDA
+    kernels). The objects go to build/ in the source tree instead, where ninja recompiles only
+    what changed: it tracks each object's headers and command line, which names the torch and
+    CUDA versions, the architectures and the flags."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.build_temp = os.path.join(here, "build", f"temp-{sysconfig.get_platform()}-{sys.implementation.cache_tag}")
+
+
 setup(
     name="ata_ext",
     version="0.1.0",
     description="Batched linear assignment (CPU and CUDA) and alignment kernels for PyTorch",
     packages=find_packages(include=["ata_ext", "ata_ext.*"]),
     ext_modules=[_extension()],
-    cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
+    cmdclass={"build_ext": BuildExt},
     python_requires=">=3.9",
     install_requires=["torch", "numpy"],
     zip_safe=False,
