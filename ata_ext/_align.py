@@ -72,9 +72,11 @@ def alignment_permutations(key):
     if T < 2 or N == 0:
         return torch.arange(N, device=key.device).expand(*batch, T, N).contiguous()
     # Matching is not differentiated, and runs at the input's precision whatever autocast says.
-    # (Devices without autocast, such as meta for shape inference, have nothing to turn off.)
-    no_autocast = (torch.autocast(key.device.type, enabled=False) if torch.amp.is_autocast_available(key.device.type)
-                   else contextlib.nullcontext())
+    # Autocast is turned off only where it is on (entering the context costs 5 us of host time);
+    # devices without it, such as meta for shape inference, have nothing to turn off.
+    dev = key.device.type
+    on = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
+    no_autocast = torch.autocast(dev, enabled=False) if on else contextlib.nullcontext()
     with torch.no_grad(), no_autocast:
         k = key.detach()
         # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA

@@ -424,6 +424,17 @@ def test_torch_compile_fullgraph(device):
     assert torch.allclose(xg.grad, xe.grad)
 
 
+def test_profiler_sees_the_labels():
+    # The labels are only entered while a profiler runs (they cost host time otherwise); under
+    # one, align, its similarities, dealign and the gathers' backward each show by name.
+    x = torch.randn(2, 3, 9, 4, requires_grad=True)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        aligned, perm = ata_ext.align(x)
+        ata_ext.dealign(aligned * 2, perm, check=False).sum().backward()
+    names = {e.name for e in prof.events()}
+    assert {"ata_ext::align", "ata_ext::similarity", "ata_ext::dealign", "ata_ext::gather_backward"} <= names
+
+
 def test_torch_compile_is_quiet():
     # align/dealign label their eager calls for profilers; under torch.compile those labels are
     # left out, where dynamo would drop them with a warning on every compile. A fresh process, as
