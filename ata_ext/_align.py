@@ -50,11 +50,14 @@ def frame_similarities(key):
     Gram matrices by the norms in place, instead of writing a normalised copy of the features;
     except in float16, where raw Gram matrices overflow once norms pass 256 and lose their digits
     when norms are small, and for single-channel features (D = 1: the norm |k| is finite up to
-    the dtype's maximum, the product of two values is not), so those are normalised first. Norms are taken in float32
-    (float64 for float64 features): the inverse of a small norm does not fit in float16. On the
-    CPU the output comes from the host block cache (host_cache_info), as the gathers' do."""
-    *batch, T, N, D = key.shape
-    return ops.frame_similarities(key.reshape(math.prod(batch), T, N, D))  # not -1: ambiguous when D (or N) is 0
+    the dtype's maximum, the product of two values is not), so those are normalised first. Norms
+    are taken in float32 (float64 for float64 features): the inverse of a small norm does not fit
+    in float16. On the CPU the output comes from the host block cache (host_cache_info), as the
+    gathers' do."""
+    if key.dim() != 4:  # a view costs microseconds of host time: only where the batch dims are not one
+        *batch, T, N, D = key.shape
+        key = key.reshape(math.prod(batch), T, N, D)  # not -1: ambiguous when D (or N) is 0
+    return ops.frame_similarities(key)
 
 
 # The dtypes cosine similarities are computed in. Other float types (float8) can still be aligned
@@ -78,7 +81,7 @@ def alignment_permutations(key):
     on = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
     no_autocast = torch.autocast(dev, enabled=False) if on else contextlib.nullcontext()
     with torch.no_grad(), no_autocast:
-        k = key.detach()
+        k = key
         # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA
         # the similarities stay in the input dtype, which the auction reads directly.
         if k.device.type == "cpu" and k.dtype in (torch.float16, torch.bfloat16):
@@ -89,7 +92,8 @@ def alignment_permutations(key):
         # and with it the host sync it costs on CUDA.
         sigma = linear_sum_assignment(sim, maximize=True, check=False)  # (T-1, B, N)
         # perm[t] = sigma[t-1][perm[t-1]] for every t, in one op (one launch on CUDA).
-        return ops.compose_permutations(sigma).reshape(*batch, T, N)
+        perm = ops.compose_permutations(sigma)  # (B, T, N)
+        return perm if len(batch) == 1 else perm.reshape(*batch, T, N)
 
 
 def align(x, key=None, *, layout="tn"):
