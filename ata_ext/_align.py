@@ -108,8 +108,9 @@ def align(x, key=None, *, layout="tn"):
             after all others (see NONFINITE_SIMILARITY); its values travel into aligned. Matching
             runs in the key's precision (float32 for half types on the CPU), with F.normalize's
             limits: a token whose norm overflows it (above about 1.8e19 in float32 and bfloat16,
-            1.3e154 in float64) counts as a zero vector, as F.normalize makes it, and one below
-            1e-12 is scaled by 1e12 instead of normalised.
+            1.3e154 in float64) counts as a zero vector, as F.normalize makes it (but a pair of
+            such tokens in neighbouring frames counts as non-finite), and one below 1e-12 is
+            scaled by 1e12 instead of normalised.
         layout: "tn" returns aligned as (..., T, N, C); "nt" returns (..., N, T, C), each aligned
             position's T tokens contiguous, the layout temporal attention consumes (no extra
             transpose copy).

@@ -320,6 +320,13 @@ def test_overflowing_token_is_a_zero_vector(device, dtype):
     zeroed[1, 2, 5] = 0
     perm = ata_ext.align(x.to(dtype).to(device))[1]
     assert torch.equal(perm, ata_ext.align(zeroed.to(dtype).to(device))[1])
+    # The documented exception: two such tokens in neighbouring frames overflow their raw product
+    # as well, and the pair counts as non-finite (F.normalize would make it 0).
+    from ata_ext._align import NONFINITE_SIMILARITY, frame_similarities
+
+    x[1, 3, 0] = x[1, 2, 5]
+    sim = frame_similarities(x.to(dtype).to(device)).cpu()
+    assert sim[2, 1, 5, 0] == NONFINITE_SIMILARITY and sim[1, 1, 0, 5] == 0
 
 
 @pytest.mark.parametrize("device", devices())
@@ -485,9 +492,34 @@ def test_cuda_graph_capture_and_reduce_overhead(dtype):
     assert torch.equal(out, f(x))
 
 
-@given(st.integers(1, 3), st.integers(1, 5), st.integers(0, 12), st.integers(1, 6), st.integers(0, 2**31 - 1))
-def test_property_against_literal(batch, T, N, C, seed):
-    x = torch.randn(batch, T, N, C, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+def features(kind, shape, g):
+    """float64 features (..., T, N, C) of one kind: random, or built to break a matcher (ties,
+    zero tokens, a few distinct values, extreme magnitudes, near-duplicates)."""
+    *batch, T, N, C = shape
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if kind == "duplicates":  # tokens repeated within a frame: tied similarities
+        idx = torch.randint(0, max(1, N // 3), (*batch, T, N, 1), generator=g)
+        x = x.gather(-2, idx.expand(shape))
+    elif kind == "zeros":  # zero tokens: similarity 0 with everything
+        x = x.masked_fill(torch.rand(*batch, T, N, 1, generator=g) < 0.3, 0)
+    elif kind == "few values":
+        x = torch.randint(-1, 2, shape, generator=g).double()
+    elif kind == "constant":
+        x = torch.ones(shape, dtype=torch.float64)
+    elif kind == "magnitudes":  # 1e-300 (below normalize's eps) to 1e150; overflowing norms: above
+        x = x * 10.0 ** torch.randint(-300, 151, (*batch, T, N, 1), generator=g).double()
+    elif kind == "near duplicates":  # every frame the same tokens up to 1e-13
+        x = x[..., :1, :, :] + 1e-13 * x
+    return x
+
+
+@given(st.sampled_from(["random", "duplicates", "zeros", "few values", "constant", "magnitudes", "near duplicates"]),
+       st.integers(1, 3), st.integers(1, 5), st.integers(0, 12), st.integers(1, 6), st.integers(0, 2**31 - 1))
+def test_property_against_literal(kind, batch, T, N, C, seed):
+    # The objective of every step equals the literal Algorithm 1's (permutations may differ where
+    # similarities tie). Overflowing norms have tests of their own (test_overflowing_token_...,
+    # test_single_channel_features_of_any_size).
+    x = features(kind, (batch, T, N, C), torch.Generator().manual_seed(seed))
     aligned, perm = ata_ext.align(x)
     assert torch.equal(ata_ext.dealign(aligned, perm), x)
     assert torch.equal(perm.sort(-1).values, torch.arange(N).expand_as(perm))
