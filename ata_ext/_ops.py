@@ -105,13 +105,18 @@ def _align_scatter_fake(y, perm, nt=False, check=True):
     return y.new_empty(_aligned_shape(y, nt))
 
 
+# Whether a profiler is running (torch's own rpc and datapipes ask the same); a private function,
+# so without it every label is entered, as before.
+_profiler_enabled = getattr(torch.autograd, "_profiler_enabled", lambda: True)
+
+
 def profile_label(name):
     """A profiler label around eager code (torch.profiler.record_function) while a profiler runs.
     Otherwise nothing: entering and leaving a label costs about 10-25 us of host time even with
     no profiler to see it, which for align on a small input was a quarter of the call, and on
     CUDA is time the GPU may wait on. Nothing inside torch.compile either, which would drop it
     with a warning on every compile."""
-    if torch.compiler.is_compiling() or not torch.autograd._profiler_enabled():
+    if torch.compiler.is_compiling() or not _profiler_enabled():
         return contextlib.nullcontext()
     return torch.profiler.record_function(name)
 
