@@ -81,11 +81,9 @@ def alignment_permutations(key):
     on = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
     no_autocast = torch.autocast(dev, enabled=False) if on else contextlib.nullcontext()
     with torch.no_grad(), no_autocast:
-        k = key
         # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA
         # the similarities stay in the input dtype, which the auction reads directly.
-        if k.device.type == "cpu" and k.dtype in (torch.float16, torch.bfloat16):
-            k = k.float()
+        k = key.float() if dev == "cpu" and key.dtype in (torch.float16, torch.bfloat16) else key
         with profile_label("ata_ext::similarity"):
             sim = frame_similarities(k)  # (T-1, B, N, N)
         # The similarities are finite by construction (see frame_similarities): skip validation,
