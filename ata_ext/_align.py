@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ._ops import ops, profile_label
+from ._ops import autodiff_transform_active, ops, permute_tokens, profile_label
 from ._solver import linear_sum_assignment
 
 _LAYOUTS = ("tn", "nt")
@@ -80,6 +80,10 @@ def alignment_permutations(key):
     dev = key.device.type
     on = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
     no_autocast = torch.autocast(dev, enabled=False) if on else contextlib.nullcontext()
+    if autodiff_transform_active():
+        # no_grad stops reverse mode only: a tangent (forward-mode AD, torch.func.jvp) would still
+        # flow into the similarity matmuls, which do not take one.
+        key = key.detach()
     with torch.no_grad(), no_autocast:
         # Half-precision matmuls on the CPU are slow and coarse: match in float32 there. On CUDA
         # the similarities stay in the input dtype, which the auction reads directly.
@@ -131,7 +135,7 @@ def align(x, key=None, *, layout="tn"):
     with profile_label("ata_ext::align"):  # a label for profilers (see profile_label)
         perm = alignment_permutations(key)
         # perm was just built from solver output: no validation (and no sync) needed.
-        return ops.align_gather(x, perm, layout == "nt", False), perm
+        return permute_tokens(x, perm, layout == "nt", False, False), perm
 
 
 def dealign(aligned, perm, *, layout="tn", check=True):
@@ -144,7 +148,7 @@ def dealign(aligned, perm, *, layout="tn", check=True):
     if not isinstance(perm, torch.Tensor):
         raise TypeError(f"perm must be a torch.Tensor, got {type(perm).__name__}")
     with profile_label("ata_ext::dealign"):
-        return ops.align_scatter(aligned, perm, layout == "nt", bool(check))
+        return permute_tokens(aligned, perm, layout == "nt", True, bool(check))
 
 
 def dealignment_matrices(perm):

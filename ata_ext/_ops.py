@@ -1,5 +1,6 @@
 """Loads the compiled operators and registers what Python adds to them: fake kernels (so
-torch.compile can trace through every op) and autograd formulas."""
+torch.compile can trace through every op), autograd formulas (with the autograd.Function that
+align and dealign use under forward-mode AD and torch.func) and vmap rules."""
 import contextlib
 
 import torch
@@ -143,3 +144,110 @@ def _align_scatter_backward(ctx, grad):
 
 torch.library.register_autograd("ata_ext::align_gather", _align_gather_backward, setup_context=_setup_perm_context)
 torch.library.register_autograd("ata_ext::align_scatter", _align_scatter_backward, setup_context=_setup_perm_context)
+
+
+# Autodiff beyond reverse mode. The formulas above reach loss.backward() and torch.autograd.grad
+# (eager and torch.compile), but not forward-mode AD: register_autograd has no tangent rule, so
+# a dual tensor passed through the op silently lost its tangent (torch.func.jvp returned zeros),
+# and the torch.func transforms grad, vjp and jacrev raised PyTorch's "must override the
+# setup_context staticmethod" (pytorch/pytorch#170834) from the function register_autograd
+# generates. So while one of those is active, align and dealign go through _PermuteTokens, the
+# same gathers as an autograd.Function with a tangent rule (a permutation is linear: the tangent
+# is permuted like the values) that the torch.func transforms accept. Otherwise, the usual case,
+# they call the ops directly: that path is the one torch.compile traces, and it costs no
+# autograd.Function's host time.
+_fwad_level = getattr(torch.autograd.forward_ad, "_current_level", None)
+_interpreter_stack = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+
+
+def autodiff_transform_active():
+    """Whether forward-mode AD (a dual level) or a torch.func transform (grad, vjp, jvp, vmap, ...)
+    is active; True where this torch lacks the private state it reads (then the slower path,
+    which is correct either way, is taken)."""
+    if torch.compiler.is_compiling():
+        return False
+    if _fwad_level is None or _interpreter_stack is None:
+        return True
+    return torch.autograd.forward_ad._current_level >= 0 or _interpreter_stack() is not None
+
+
+class _PermuteTokens(torch.autograd.Function):
+    """align_gather (inverse=False) or align_scatter (inverse=True); each is the other's backward."""
+
+    generate_vmap_rule = True  # runs forward under vmap, where the ops' own vmap rules apply
+
+    @staticmethod
+    def forward(x, perm, nt, inverse, check):
+        return (ops.align_scatter if inverse else ops.align_gather)(x, perm, nt, check)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, perm, nt, inverse, _ = inputs
+        ctx.save_for_backward(perm)
+        ctx.save_for_forward(perm)
+        ctx.nt, ctx.inverse = nt, inverse
+
+    @staticmethod
+    def backward(ctx, grad):
+        (perm,) = ctx.saved_tensors
+        # perm was validated (or produced) by the forward: no check. Through apply again, so that
+        # the gradient is itself differentiable under the same transforms (jacrev of grad, say).
+        return _PermuteTokens.apply(grad.contiguous(), perm, ctx.nt, not ctx.inverse, False), None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent, *_):
+        (perm,) = ctx.saved_tensors
+        return _PermuteTokens.apply(tangent.contiguous(), perm, ctx.nt, ctx.inverse, False)
+
+
+def permute_tokens(x, perm, nt, inverse, check):
+    """ops.align_gather(x, perm, nt, check), or align_scatter with inverse=True, differentiable in
+    every autodiff mode (see _PermuteTokens)."""
+    if autodiff_transform_active():
+        return _PermuteTokens.apply(x, perm, nt, inverse, check)
+    return (ops.align_scatter if inverse else ops.align_gather)(x, perm, nt, check)
+
+
+# vmap rules. Every op takes any number of leading batch dims, so a vmapped dim moves to the front
+# and the op runs once on the whole batch; without a rule PyTorch falls back to a loop of one call
+# per sample, with a performance warning for each op.
+def _to_front(t, dim, size):
+    return t.movedim(dim, 0) if dim is not None else t.expand(size, *t.shape)
+
+
+def _lsa_vmap(op):
+    def rule(info, in_dims, cost, *flags):
+        return op(_to_front(cost, in_dims[0], info.batch_size), *flags), 0
+
+    return rule
+
+
+torch.library.register_vmap("ata_ext::linear_sum_assignment", _lsa_vmap(ops.linear_sum_assignment))
+torch.library.register_vmap("ata_ext::lsa_auction", _lsa_vmap(ops.lsa_auction))
+torch.library.register_vmap("ata_ext::lsa_auction_rounds", _lsa_vmap(ops.lsa_auction_rounds))
+
+
+def _gather_vmap(op):
+    def rule(info, in_dims, x, perm, nt=False, check=True):
+        size = info.batch_size
+        return op(_to_front(x, in_dims[0], size), _to_front(perm, in_dims[1], size), nt, check), 0
+
+    return rule
+
+
+torch.library.register_vmap("ata_ext::align_gather", _gather_vmap(ops.align_gather))
+torch.library.register_vmap("ata_ext::align_scatter", _gather_vmap(ops.align_scatter))
+
+
+@torch.library.register_vmap("ata_ext::frame_similarities")
+def _frame_similarities_vmap(info, in_dims, key):
+    # (V, B, T, N, D) -> one call on V * B clips -> (T-1, V * B, N, N) -> (T-1, V, B, N, N)
+    k = key.movedim(in_dims[0], 0)
+    return ops.frame_similarities(k.flatten(0, 1)).unflatten(1, k.shape[:2]), 1
+
+
+@torch.library.register_vmap("ata_ext::compose_permutations")
+def _compose_permutations_vmap(info, in_dims, steps):
+    # (T-1, V, B, N) -> one call on V * B clips -> (V * B, T, N) -> (V, B, T, N)
+    s = steps.movedim(in_dims[0], 1)
+    return ops.compose_permutations(s.flatten(1, 2)).unflatten(0, s.shape[1:3]), 0

@@ -378,6 +378,98 @@ def test_gradcheck(device, nt):
     assert torch.autograd.gradgradcheck(lambda z: ata_ext.align(z, layout=layout)[0], (x,))
 
 
+def _permutation_jacobian(x, perm):
+    """The Jacobian of x -> align's output, a 0/1 matrix (aligned.numel(), x.numel()), built by
+    aligning the entries' flat indices."""
+    n = x.numel()
+    index = torch.arange(n, dtype=torch.float64, device=x.device).reshape(x.shape)
+    src = torch.ops.ata_ext.align_gather(index, perm, False, True).long().flatten()
+    J = torch.zeros(n, n, dtype=x.dtype, device=x.device)
+    J[torch.arange(n, device=x.device), src] = 1
+    return J
+
+
+@pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("layout", ["tn", "nt"])
+def test_forward_mode_ad(device, layout):
+    # A permutation is linear: aligned's tangent is x's tangent permuted alike, and the matching
+    # takes no tangent. The ops' registered formula has no tangent rule: through it a dual tensor
+    # silently lost its tangent (None) and torch.func.jvp returned zeros; and a dual key reached
+    # the similarity matmuls, which raised.
+    import torch.autograd.forward_ad as fwAD
+
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64).to(device)
+    tx = torch.randn(2, 3, 7, 5, generator=g, dtype=torch.float64).to(device)
+    aligned, perm = ata_ext.align(x, layout=layout)
+    want = ata_ext.align(tx, key=x, layout=layout)[0]
+    primal, tangent = torch.func.jvp(lambda z: ata_ext.align(z, layout=layout)[0], (x,), (tx,))
+    assert torch.equal(primal, aligned) and torch.equal(tangent, want)
+    primal, tangent = torch.func.jvp(lambda z: ata_ext.dealign(z, perm, layout=layout), (aligned,), (want,))
+    assert torch.equal(primal, x) and torch.equal(tangent, tx)
+    with fwAD.dual_level():
+        a, p = ata_ext.align(fwAD.make_dual(x, tx), layout=layout)
+        assert torch.equal(p, perm)
+        assert torch.equal(fwAD.unpack_dual(a).primal, aligned) and torch.equal(fwAD.unpack_dual(a).tangent, want)
+        back = fwAD.unpack_dual(ata_ext.dealign(a, p, layout=layout))
+        assert torch.equal(back.primal, x) and torch.equal(back.tangent, tx)
+        a, p = ata_ext.align(x, key=fwAD.make_dual(x, tx), layout=layout)
+        assert torch.equal(p, perm) and fwAD.unpack_dual(a).tangent is None
+
+
+@pytest.mark.parametrize("device", devices())
+def test_torch_func_transforms(device):
+    # grad, vjp, jacrev, jacfwd and hessian through align and dealign: torch.func.grad and
+    # jacrev raised through the ops' registered formula (a PyTorch limitation, see _ops.py).
+    g = torch.Generator().manual_seed(22)
+    x = torch.randn(2, 3, 5, 2, generator=g, dtype=torch.float64).to(device)
+    w = torch.randn(2, 3, 5, 2, generator=g, dtype=torch.float64).to(device)
+    aligned, perm = ata_ext.align(x)
+    J = _permutation_jacobian(x, perm).reshape(*x.shape, *x.shape)
+    assert torch.equal(torch.func.jacrev(lambda z: ata_ext.align(z)[0])(x), J)
+    assert torch.equal(torch.func.jacfwd(lambda z: ata_ext.align(z)[0])(x), J)
+    # dealign is the inverse permutation: its Jacobian is J's transpose.
+    Jt = J.reshape(x.numel(), x.numel()).T.reshape(*x.shape, *x.shape)
+    assert torch.equal(torch.func.jacrev(lambda z: ata_ext.dealign(z, perm))(aligned), Jt)
+    grad = torch.func.grad(lambda z: (ata_ext.align(z)[0] * w).sum())(x)
+    assert torch.equal(grad, ata_ext.dealign(w, perm))
+    out, vjp = torch.func.vjp(lambda z: ata_ext.dealign(z, perm, layout="nt"), ata_ext.align(x, layout="nt")[0])
+    assert torch.equal(out, x) and torch.equal(vjp(w)[0], ata_ext.align(w, key=x, layout="nt")[0])
+    # sum(aligned ** 3) = sum(x ** 3): its Hessian is diag(6x) whatever the permutation.
+    H = torch.func.hessian(lambda z: ata_ext.align(z)[0].pow(3).sum())(x)
+    assert torch.allclose(H.reshape(x.numel(), x.numel()), torch.diag(6 * x.flatten()))
+
+
+@pytest.mark.parametrize("device", devices())
+def test_vmap_uses_the_batched_ops(device):
+    # Each op has a vmap rule: the mapped dim joins the batch dims and the op runs once. Without
+    # one PyTorch loops over the samples, one call each, with a performance warning per op; with
+    # the fallback off, a missing rule raises.
+    g = torch.Generator().manual_seed(23)
+    x = torch.randn(3, 2, 4, 6, 5, generator=g).to(device)
+    cost = torch.rand(3, 4, 6, 5, generator=g).to(device)
+    fallback = torch._C._functorch._set_vmap_fallback_enabled
+    fallback(False)
+    try:
+        aligned, perm = ata_ext.align(x)
+        for dim in (0, 2):
+            a, p = torch.func.vmap(ata_ext.align, in_dims=dim, out_dims=dim)(x)
+            want_a, want_p = ata_ext.align(x.movedim(dim, 0))
+            assert torch.equal(a, want_a.movedim(0, dim)) and torch.equal(p, want_p.movedim(0, dim))
+        for layout in ("tn", "nt"):
+            y = ata_ext.align(x, layout=layout)[0]
+            assert torch.equal(torch.func.vmap(lambda z, q: ata_ext.dealign(z, q, layout=layout))(y, perm), x)
+            # perm shared by every sample (not mapped): expanded across the batch
+            back = torch.func.vmap(lambda z: ata_ext.dealign(z, perm[0], layout=layout))(y)
+            assert torch.equal(back[0], x[0])
+        for algorithm in ("auto", "auction"):
+            solve = lambda c: ata_ext.linear_sum_assignment(c, algorithm=algorithm)  # noqa: E731
+            assert torch.equal(torch.func.vmap(solve, in_dims=1, out_dims=1)(cost), solve(cost))
+            assert torch.equal(torch.func.vmap(torch.func.vmap(solve))(cost), solve(cost))
+    finally:
+        fallback(True)
+
+
 def test_fake_kernels_check_devices():
     # A meta tensor mixed with a real one reaches the fake kernel (Meta wins the dispatch), which
     # returned an uninitialised CPU tensor; it must raise like the real kernels.

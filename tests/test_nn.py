@@ -117,6 +117,26 @@ def test_compile_matches_eager(device):
 
 
 @pytest.mark.parametrize("device", devices())
+def test_per_sample_gradients_with_torch_func(device):
+    # vmap(grad(...)) over the batch through a block with ATA: per-sample gradients, as
+    # differential-privacy training (Opacus) and influence functions take them. Each must equal
+    # a backward pass on that sample alone.
+    torch.manual_seed(7)
+    blk = DividedSpaceTimeBlock(16, 2, first_block=True).to(device, torch.float64)
+    params = {k: v.detach() for k, v in blk.named_parameters()}
+    x = torch.randn(3, 4, 9, 16, device=device, dtype=torch.float64)
+
+    def loss(p, sample):
+        return torch.func.functional_call(blk, p, (sample[None],)).square().sum()
+
+    per_sample = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    for b in range(x.shape[0]):
+        want = torch.autograd.grad(loss(dict(blk.named_parameters()), x[b]), list(blk.parameters()))
+        for (name, got), w in zip(per_sample.items(), want):
+            assert torch.allclose(got[b], w, rtol=1e-9, atol=1e-12), name
+
+
+@pytest.mark.parametrize("device", devices())
 def test_autocast(device):
     torch.manual_seed(5)
     blk = DividedSpaceTimeBlock(32, 4, first_block=True).to(device)
