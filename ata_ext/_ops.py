@@ -154,21 +154,24 @@ torch.library.register_autograd("ata_ext::align_scatter", _align_scatter_backwar
 # generates. So while one of those is active, align and dealign go through _PermuteTokens, the
 # same gathers as an autograd.Function with a tangent rule (a permutation is linear: the tangent
 # is permuted like the values) that the torch.func transforms accept. Otherwise, the usual case,
-# they call the ops directly: that path is the one torch.compile traces, and it costs no
-# autograd.Function's host time.
-_fwad_level = getattr(torch.autograd.forward_ad, "_current_level", None)
-_interpreter_stack = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+# they call the ops directly, which costs no autograd.Function's host time.
+_fwad = torch.autograd.forward_ad
+# Private state, read defensively: where a torch lacks it, the transform path (correct either
+# way, only slower) is always taken.
+_interpreter_stack = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: True)
+
+
+def _forward_ad_active():
+    return getattr(_fwad, "_current_level", 0) >= 0
 
 
 def autodiff_transform_active():
     """Whether forward-mode AD (a dual level) or a torch.func transform (grad, vjp, jvp, vmap, ...)
-    is active; True where this torch lacks the private state it reads (then the slower path,
-    which is correct either way, is taken)."""
-    if torch.compiler.is_compiling():
-        return False
-    if _fwad_level is None or _interpreter_stack is None:
+    is active. Inside torch.compile only forward AD counts: Dynamo traces the transforms itself
+    (the interpreter stack is not empty there even without one), and takes the ops as they are."""
+    if _forward_ad_active():
         return True
-    return torch.autograd.forward_ad._current_level >= 0 or _interpreter_stack() is not None
+    return not torch.compiler.is_compiling() and _interpreter_stack() is not None
 
 
 class _PermuteTokens(torch.autograd.Function):
@@ -203,9 +206,14 @@ class _PermuteTokens(torch.autograd.Function):
 def permute_tokens(x, perm, nt, inverse, check):
     """ops.align_gather(x, perm, nt, check), or align_scatter with inverse=True, differentiable in
     every autodiff mode (see _PermuteTokens)."""
-    if autodiff_transform_active():
-        return _PermuteTokens.apply(x, perm, nt, inverse, check)
-    return (ops.align_scatter if inverse else ops.align_gather)(x, perm, nt, check)
+    if not autodiff_transform_active():
+        return (ops.align_scatter if inverse else ops.align_gather)(x, perm, nt, check)
+    if torch.compiler.is_compiling():  # (forward AD: see autodiff_transform_active)
+        # Dynamo inlines an autograd.Function's forward and drops its jvp (pytorch/pytorch#192985):
+        # torch.func.jvp in a compiled function got a zero tangent. Leave the graph, so that the
+        # gather runs eagerly, with its tangent (under fullgraph=True this raises instead).
+        torch._dynamo.graph_break()
+    return _PermuteTokens.apply(x, perm, nt, inverse, check)
 
 
 # vmap rules. Every op takes any number of leading batch dims, so a vmapped dim moves to the front

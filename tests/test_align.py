@@ -440,6 +440,35 @@ def test_torch_func_transforms(device):
     assert torch.allclose(H.reshape(x.numel(), x.numel()), torch.diag(6 * x.flatten()))
 
 
+def test_transforms_inside_torch_compile():
+    # Inside torch.compile: Dynamo drops an autograd.Function's tangent rule (pytorch/pytorch#192985),
+    # so under forward AD the gathers leave the graph and run eagerly. jvp and forward_ad get the
+    # true tangent (jvp got zeros), vmap and grad the eager answers; with fullgraph=True, jvp and
+    # grad raise (PyTorch limitations) rather than answer wrong.
+    import torch.autograd.forward_ad as fwAD
+
+    g = torch.Generator().manual_seed(24)
+    x, tx = torch.randn(2, 2, 3, 5, 4, generator=g, dtype=torch.float64)
+    want = ata_ext.align(tx, key=x)[0]
+
+    def jvp(z, t):
+        return torch.func.jvp(lambda u: ata_ext.align(u)[0], (z,), (t,))[1]
+
+    def jvp_fullgraph(z, t):  # its own code object: Dynamo caches compiled frames by code
+        return torch.func.jvp(lambda u: ata_ext.align(u)[0], (z,), (t,))[1]
+
+    assert torch.equal(torch.compile(jvp, backend="aot_eager")(x, tx), want)
+    with pytest.raises(Exception, match="graph_break"):
+        torch.compile(jvp_fullgraph, backend="aot_eager", fullgraph=True)(x, tx)
+    with fwAD.dual_level():
+        a = torch.compile(lambda z: ata_ext.align(z)[0], backend="aot_eager")(fwAD.make_dual(x, tx))
+        assert torch.equal(fwAD.unpack_dual(a).tangent, want)
+    grad = torch.func.grad(lambda z: (ata_ext.align(z)[0] * tx).sum())
+    assert torch.equal(torch.compile(grad, backend="aot_eager")(x), ata_ext.dealign(tx, ata_ext.align(x)[1]))
+    vmapped = torch.compile(torch.func.vmap(ata_ext.align), backend="aot_eager", fullgraph=True)(x)
+    assert all(torch.equal(a, b) for a, b in zip(vmapped, ata_ext.align(x)))
+
+
 @pytest.mark.parametrize("device", devices())
 def test_vmap_uses_the_batched_ops(device):
     # Each op has a vmap rule: the mapped dim joins the batch dims and the op runs once. Without
