@@ -275,6 +275,15 @@ def test_frame_similarities_op(device, dtype):
     assert torch.allclose(sim.cpu().double(), want, atol=tol, rtol=0)
     assert ops.frame_similarities(k[:, :1].to(device)).shape == (0, 3, 9, 9)  # T = 1: no frame pairs
     torch.library.opcheck(torch.ops.ata_ext.frame_similarities.default, (k.to(device, dtype),))
+    # Not differentiated: a key that requires grad (grad mode on, as in a traced model) or carries
+    # a tangent gives the same similarities; the bmm_out inside raised for both.
+    import torch.autograd.forward_ad as fwAD
+
+    kd = k.to(device, dtype)
+    assert torch.equal(ops.frame_similarities(kd.clone().requires_grad_()).detach(), sim)
+    with fwAD.dual_level():
+        dual = ops.frame_similarities(fwAD.make_dual(kd, torch.ones_like(kd)))
+        assert torch.equal(fwAD.unpack_dual(dual).primal, sim)
     with pytest.raises(ValueError, match=r"\(B, T, N, D\)"):
         ops.frame_similarities(k[0].to(device))
     with pytest.raises(TypeError, match="key must be float16"):

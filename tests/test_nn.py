@@ -1,4 +1,6 @@
 """ata_ext.nn against straightforward compositions written with plain torch ops."""
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -134,6 +136,35 @@ def test_per_sample_gradients_with_torch_func(device):
         want = torch.autograd.grad(loss(dict(blk.named_parameters()), x[b]), list(blk.parameters()))
         for (name, got), w in zip(per_sample.items(), want):
             assert torch.allclose(got[b], w, rtol=1e-9, atol=1e-12), name
+
+
+def test_torch_export(tmp_path):
+    # torch.export with a dynamic batch dim, saved and loaded back: the exported program gives
+    # the eager block's output at a batch size it was not exported with.
+    torch.manual_seed(9)
+    blk = DividedSpaceTimeBlock(16, 2, first_block=True).eval()
+    ep = torch.export.export(blk, (torch.randn(2, 4, 9, 16),), dynamic_shapes=({0: torch.export.Dim("B")},))
+    torch.export.save(ep, tmp_path / "block.pt2")
+    loaded = torch.export.load(tmp_path / "block.pt2").module()
+    x = torch.randn(5, 4, 9, 16)
+    assert torch.allclose(loaded(x), blk(x), atol=1e-6)
+
+
+def test_jit_trace():
+    # torch.jit.trace records no no_grad blocks: the traced graph ran align's similarity op on
+    # features that require grad, with grad mode on, where its bmm_out raised.
+    torch.manual_seed(8)
+    blk = DividedSpaceTimeBlock(16, 2, first_block=True).eval()
+    with warnings.catch_warnings():  # deprecated in newer torch, and shape-specialised
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(blk, (torch.randn(2, 4, 9, 16),), check_trace=False)
+    x = torch.randn(2, 4, 9, 16)
+    xt, xe = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = traced(xt)
+    assert torch.allclose(out, blk(xe), atol=1e-6)
+    out.square().sum().backward()
+    blk(xe).square().sum().backward()
+    assert torch.allclose(xt.grad, xe.grad, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", devices())

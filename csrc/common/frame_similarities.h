@@ -4,6 +4,7 @@
 // N) tensor faults in every page on the CPU; csrc/cuda/frame_similarities_cuda.cu: PyTorch's).
 #pragma once
 
+#include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty_like.h>
@@ -25,6 +26,11 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
   TORCH_CHECK_TYPE(dtype == at::kHalf || dtype == at::kBFloat16 || dtype == at::kFloat || dtype == at::kDouble, op,
                    ": key must be float16, bfloat16, float32 or float64, got ", dtype);
   const int64_t B = key.size(0), T = key.size(1), N = key.size(2);
+  // Not differentiated (the op has no autograd formula): the ops below run under the autograd
+  // layer. Otherwise a key that requires grad, with grad mode on (a traced model: torch.jit.trace
+  // records no no_grad blocks), made bmm_out raise that out= functions do not support autograd,
+  // and a dual key (forward-mode AD) raised the same for tangents.
+  const at::AutoDispatchBelowADInplaceOrView below_autograd;
   // Norms in float32 (float64 for float64 features): the inverse of a small norm does not fit in
   // float16.
   at::Tensor norms = at::linalg_vector_norm(key, 2, {-1}, false, dtype == at::kDouble ? at::kDouble : at::kFloat);
