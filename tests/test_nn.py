@@ -4,6 +4,7 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 import ata_ext
 from ata_ext.nn import AlignedTemporalAttention, DividedSpaceTimeBlock
@@ -136,6 +137,23 @@ def test_per_sample_gradients_with_torch_func(device):
         want = torch.autograd.grad(loss(dict(blk.named_parameters()), x[b]), list(blk.parameters()))
         for (name, got), w in zip(per_sample.items(), want):
             assert torch.allclose(got[b], w, rtol=1e-9, atol=1e-12), name
+
+
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_activation_checkpointing(reentrant):
+    # Video transformers checkpoint their blocks to fit memory: the backward recomputes the block,
+    # alignment included (deterministic, so the same permutations), and the gradients are those
+    # of the plain backward.
+    torch.manual_seed(10)
+    blk = DividedSpaceTimeBlock(16, 2, first_block=True).double()
+    x = torch.randn(2, 4, 9, 16, dtype=torch.float64)
+    xc, xp = x.clone().requires_grad_(), x.clone().requires_grad_()
+    torch.utils.checkpoint.checkpoint(blk, xc, use_reentrant=reentrant).square().sum().backward()
+    ckpt = [p.grad.clone() for p in blk.parameters()]
+    blk.zero_grad()
+    blk(xp).square().sum().backward()
+    assert torch.equal(xc.grad, xp.grad)
+    assert all(torch.equal(a, p.grad) for a, p in zip(ckpt, blk.parameters()))
 
 
 def test_torch_export(tmp_path):
