@@ -13,7 +13,7 @@ import math
 import torch
 
 from ._ops import autodiff_transform_active, ops, permute_tokens, profile_label
-from ._solver import linear_sum_assignment
+from ._solver import _check_dense, linear_sum_assignment
 
 _LAYOUTS = ("tn", "nt")
 
@@ -21,6 +21,7 @@ _LAYOUTS = ("tn", "nt")
 def _check_features(x, name):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    _check_dense(x, name)
     if x.dim() < 3:
         raise ValueError(f"{name} must have shape (..., T, N, C), got {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -148,6 +149,7 @@ def dealign(aligned, perm, *, layout="tn", check=True):
     _check_layout(layout)
     if not isinstance(perm, torch.Tensor):
         raise TypeError(f"perm must be a torch.Tensor, got {type(perm).__name__}")
+    _check_dense(perm, "perm")
     with profile_label("ata_ext::dealign"):
         return permute_tokens(aligned, perm, layout == "nt", True, bool(check))
 

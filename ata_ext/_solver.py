@@ -59,6 +59,7 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
             f"linear_sum_assignment: cost must be a torch.Tensor, got {type(cost).__name__} "
             "(use ata_ext.compat.linear_sum_assignment for numpy arrays and lists)"
         )
+    _check_dense(cost, "linear_sum_assignment: cost")
     if cost.dim() < 2:
         raise ValueError(
             f"linear_sum_assignment: cost must have at least 2 dimensions (..., N, M), got shape {tuple(cost.shape)}"
@@ -112,6 +113,7 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", che
     for k, c in enumerate(costs):
         if not isinstance(c, torch.Tensor):
             raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] must be a torch.Tensor, got {type(c).__name__}")
+        _check_dense(c, f"linear_sum_assignment_ragged: costs[{k}]")
         if c.dim() != 2:
             raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] must be 2-D (N, M), got shape {tuple(c.shape)}")
         if c.device != costs[0].device:
@@ -177,6 +179,13 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", che
         for k, r, c in zip(ks, row_ind.split(short), col_ind.split(short)):
             out[k] = (r, c)
     return out
+
+
+def _check_dense(t, name):
+    """The kernels read strided memory: a sparse or otherwise non-strided tensor gets a clear error
+    rather than the dispatcher's "could not run ... with arguments from the 'SparseCPU' backend"."""
+    if t.layout != torch.strided:
+        raise TypeError(f"{name} must be a dense (strided) tensor, got layout {t.layout}; convert it with .to_dense()")
 
 
 def _pad_value(first):

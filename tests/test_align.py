@@ -166,6 +166,13 @@ def test_bad_input(device):
         ata_ext.align(x, key=torch.randn(2, 3, 5, 5, device=device))
     with pytest.raises(ValueError, match="layout"):
         ata_ext.align(x, layout="ntc")
+    # Sparse tensors: a TypeError that names the argument, not the dispatcher's missing-backend error.
+    for call, name in ((lambda: ata_ext.align(x.cpu().to_sparse()), "x"),
+                       (lambda: ata_ext.align(x.cpu(), key=x.cpu().to_sparse()), "key"),
+                       (lambda: ata_ext.dealign(x.cpu().to_sparse(), perm.cpu()), "aligned"),
+                       (lambda: ata_ext.dealign(x.cpu(), perm.cpu().to_sparse()), "perm")):
+        with pytest.raises(TypeError, match=rf"^{name} must be a dense \(strided\) tensor"):
+            call()
     with pytest.raises(ValueError, match="perm must have shape"):
         ata_ext.dealign(x, perm[..., :3])
     with pytest.raises(TypeError, match="int64"):

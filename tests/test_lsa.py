@@ -209,6 +209,9 @@ def test_bad_arguments():
         ata_ext.linear_sum_assignment(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="algorithm"):
         ata_ext.linear_sum_assignment(torch.rand(3, 3), algorithm="hungarian")
+    for sparse in (torch.rand(3, 3).to_sparse(), torch.rand(3, 3).to_sparse_csr()):
+        with pytest.raises(TypeError, match=r"cost must be a dense \(strided\) tensor, got layout torch.sparse"):
+            ata_ext.linear_sum_assignment(sparse)
     # The raw ops check too, for callers that bypass the Python wrapper.
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         torch.ops.ata_ext.linear_sum_assignment(torch.rand(5))
@@ -365,6 +368,8 @@ def test_ragged_errors():
         lsa([torch.ones(2, 2, dtype=torch.complex64)])
     with pytest.raises(ValueError, match="algorithm must be one of"):
         lsa([ok], algorithm="hungarian")
+    with pytest.raises(TypeError, match=r"costs\[1\] must be a dense \(strided\) tensor"):
+        lsa([ok, ok.to_sparse()])
     infeasible = torch.tensor([[1.0, float("inf")], [2.0, float("inf")]])
     nan = torch.tensor([[1.0, float("nan")]])
     for bad, what in ((infeasible, r"infeasible \(costs\[2\] has no complete"), (nan, r"invalid numeric .* in costs\[2\]")):
