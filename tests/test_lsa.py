@@ -646,7 +646,9 @@ def test_auction_round_counts():
     diag[:, range(40), range(40)] = float("inf")
     assert torch.equal(auction_rounds(diag), torch.tensor([[1, 0]]).expand(2, 2))
     uniform = auction_rounds(torch.rand(64, 196, 196, generator=g)).float().mean(0)
-    assert 100 < float(uniform.sum()) < 1500  # a few hundred rounds and chain steps
+    # A few hundred rounds and chain steps; start prices (auction.h) brought this batch's average
+    # from 641 (from zero prices) to 478.
+    assert 100 < float(uniform.sum()) < 560
     # Forbidden pairs: eps starts from the finite benefits' range, not from one that counts the
     # forbidden level (auction.h, the schedule): 100 x 100 with 20% forbidden took 281 Jacobi
     # rounds on average when it did, 135 now.

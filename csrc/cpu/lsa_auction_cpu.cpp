@@ -24,6 +24,7 @@ struct AuctionState {
   std::vector<int32_t> bidders;          // unassigned real rows
   std::vector<int32_t> order;            // columns the pool does not hold, in its order (auction.h)
   std::vector<char> flat;                // real rows of one value, which bid with the pool (auction.h)
+  std::vector<int64_t> row_best;         // each real row's highest scaled benefit, for the start prices
 };
 
 // What a solve cost, in the kernel's units of work (auction.h): rounds in which several rows bid
@@ -57,7 +58,10 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   bool solved = nflat == r;
   std::fill(s.owner.begin(), s.owner.end(), solved ? dummy : -1);
   const auto row = [&](int32_t i) { return i < r ? s.lv.data() + static_cast<int64_t>(i) * n : nullptr; };
-  for (int64_t eps = sc.eps0; !solved; eps = au::next_eps(eps)) {
+  // Start prices (auction.h): set once, after the first round, where there is no pool
+  // (start_pending); the phase then starts again from them.
+  bool start_pending = pool_size == 0 && n >= 2;
+  for (int64_t eps = sc.eps0; !solved;) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.col_of.begin(), s.col_of.end(), -1);
     s.bidders.clear();
@@ -130,8 +134,18 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
         solved = true;
         break;
       }
+      if (start_pending) break;  // only ever set during the first round
     }
-    if (eps == 1 || solved) break;
+    if (solved) break;
+    if (start_pending) {
+      s.row_best.resize(r);
+      for (int64_t i = 0; i < r; ++i) s.row_best[i] = au::row_best(row(static_cast<int32_t>(i)), n, sc, 0, 1);
+      for (int64_t j = 0; j < n; ++j) s.price[j] = au::start_price(s.lv.data(), s.row_best.data(), r, n, j, sc);
+      start_pending = false;
+      continue;  // the same phase again, from the start prices
+    }
+    if (eps == 1) break;
+    eps = au::next_eps(eps);
   }
   // The flat rows take the pool's columns in order, lowest row first (any is optimal for them).
   for (int64_t i = 0, j = 0; i < r; ++i) {

@@ -115,6 +115,35 @@ constexpr int kListRowBytes = sizeof(int64_t) + 2 * sizeof(int32_t);  // bound, 
 constexpr int kListEntryBytes = sizeof(int32_t) + sizeof(uint16_t);   // level, column
 constexpr int32_t kListUnbuilt = -1, kListWholeRow = -2;
 
+// The start prices (auction.h) of an r x n problem's columns into price, by the whole block, and
+// the candidate lists (if list_len) marked unbuilt. The best words, 0 between rounds, hold the
+// rows' highest benefits meanwhile (a warp a row), and are 0 again on return. Not inlined: it runs
+// once a problem, and inlined it made ptxas spill registers in most 1024-thread kernels (64
+// registers a thread); as a call, no shared-memory kernel spills, and the float, half and
+// bfloat16 global-memory ones 28 bytes (4 before start prices; CUDA 13, sm_90).
+template <int kThreads>
+__device__ __noinline__ void set_start_prices(const int32_t* lv, unsigned long long* best, int64_t* price, int64_t r,
+                                              int64_t n, const au::Scale& sc, int32_t* list_len) {
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  int64_t* row_best = reinterpret_cast<int64_t*>(best);  // r <= n entries
+  for (int64_t i = warp; i < r; i += kThreads / 32) {
+    int64_t m = au::row_best(lv + i * n, n, sc, lane, 32);
+    for (int off = 16; off > 0; off >>= 1) {
+      const int64_t o = __shfl_down_sync(0xffffffffu, m, off);
+      m = o > m ? o : m;
+    }
+    if (lane == 0) row_best[i] = m;
+  }
+  __syncthreads();
+  for (int64_t j = tid; j < n; j += kThreads) price[j] = au::start_price(lv, row_best, r, n, j, sc);
+  // Candidate lists built in the first round assumed prices that only rise; these can be lower.
+  if (list_len != nullptr) {
+    for (int64_t i = tid; i < r; i += kThreads) list_len[i] = kListUnbuilt;
+  }
+  __syncthreads();
+  for (int64_t j = tid; j < r; j += kThreads) best[j] = 0ull;
+}
+
 // Bytes of dynamic shared memory for r real rows and n columns: per-column state, plus the
 // levels when they are kept there, or else candidate lists of list_cap entries a row (0: none).
 inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels, int64_t list_cap = 0) {
@@ -170,6 +199,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int nbidders, held, fail;  // held: columns the pool holds
   __shared__ int nflat;                 // real rows that bid with the pool (auction.h, "Flat rows")
   __shared__ int contested, solved;     // the early end (auction.h): two bids met; it applies
+  __shared__ int start_pending;         // start prices (auction.h) are due after this round
   __shared__ int64_t chain_end;         // the round count after a chain, for every thread
   __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
   __shared__ int64_t pool_lo, pool_hi;  // the lowest and highest price of the columns the pool takes
@@ -322,11 +352,14 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     for (int64_t j = tid; j < n; j += kThreads) owner[j] = dummy;
     if (tid == 0) solved = 1;
   }
+  if (tid == 0) start_pending = pool_size == 0 && n >= 2;
   __syncthreads();
 
-  // 3. Epsilon-scaling phases of Jacobi rounds.
+  // 3. Epsilon-scaling phases of Jacobi rounds. Start prices (auction.h): set once, after the
+  // first round, where there is no pool (start_pending); the phase then starts again from them.
+  // A flag in shared memory rather than a register: the 1024-thread kernels have none to spare.
   int64_t rounds = 0;
-  for (int64_t eps = sc.eps0; !solved; eps = au::next_eps(eps)) {
+  for (int64_t eps = sc.eps0; !solved;) {
     if (tid == 0) {
       nbidders = 0;
       held = 0;
@@ -441,9 +474,18 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         if (owner[j] == dummy) atomicAdd(&held, 1);
       }
       __syncthreads();
+      if (start_pending) break;  // only ever set during the first round (solved and fail: see below)
     }
     __syncthreads();  // a round-limit exit skips the loop's last barrier; fail must be seen by all
-    if (fail != kOk || eps == 1 || solved) break;
+    if (fail != kOk || solved) break;
+    if (start_pending) {
+      set_start_prices<kThreads>(lv, best, price, r, n, sc_shared, lists ? list_len : nullptr);
+      if (tid == 0) start_pending = 0;
+      __syncthreads();
+      continue;  // the same phase again, from the start prices
+    }
+    if (eps == 1) break;
+    eps = au::next_eps(eps);
   }
 
   // 4. The flat rows take the pool's columns in order, lowest row first, as in the twin (any is

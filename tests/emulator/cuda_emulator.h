@@ -252,6 +252,7 @@ inline void launch(unsigned grid, unsigned block, size_t smem_bytes, uint64_t se
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __shared__ static  // one block runs at a time, so function statics serve as shared memory
 #define __align__(n) alignas(n)
