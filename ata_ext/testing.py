@@ -66,6 +66,13 @@ def solver_families(generator, large=False):
         c[:, torch.arange(n), torch.arange(n)] = 0.5
         yield c, False
     yield torch.rand(b(1, 8), 64, 64, generator=g), False  # long single-bidder chains in the auction
+    # The auction's start prices (auction.h) where a column's runner-up pair is forbidden (clamped):
+    # every pair forbidden but the diagonal and row 0, so column 0 has one allowed pair.
+    c = torch.full((b(2, 8), 24, 24), float("inf"))
+    c[:, 0] = torch.rand(c.shape[0], 24, generator=g)
+    c[:, torch.arange(24), torch.arange(24)] = torch.rand(c.shape[0], 24, generator=g)
+    yield c, False
+    yield torch.rand(b(4, 16), 2, 2, generator=g), True  # start prices at their smallest size
     yield torch.rand(b(2, 64), 60, 7, generator=g), False  # DETR-like: few targets, many queries
     yield torch.randint(0, 3, (b(2, 8), 12, 40), generator=g).float(), True  # rectangular with ties
     # Many optima: two solvers that differ in how they walk to one answer differently here.
