@@ -65,6 +65,19 @@ def frame_similarities(key):
 # and de-aligned (the gathers only move bytes) when a key in one of these is given.
 _MATCH_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
+# Whether a device type has autocast, asked once per type and then read from here: Dynamo cannot
+# trace torch.amp.is_autocast_available before torch 2.12, so on 2.11 and older calling it inside
+# align made torch.compile break the graph there (fullgraph=True raised). The usual types are
+# asked at import, outside any compiled region.
+_AUTOCAST_AVAILABLE = {d: torch.amp.is_autocast_available(d) for d in ("cpu", "cuda")}
+
+
+def _autocast_on(dev):
+    available = _AUTOCAST_AVAILABLE.get(dev)
+    if available is None:
+        available = _AUTOCAST_AVAILABLE[dev] = torch.amp.is_autocast_available(dev)
+    return available and torch.is_autocast_enabled(dev)
+
 
 def alignment_permutations(key):
     """perm (..., T, N) int64 that aligns the frames of key (..., T, N, D); no gradient flows."""
@@ -79,8 +92,7 @@ def alignment_permutations(key):
     # Autocast is turned off only where it is on (entering the context costs 5 us of host time);
     # devices without it, such as meta for shape inference, have nothing to turn off.
     dev = key.device.type
-    on = torch.amp.is_autocast_available(dev) and torch.is_autocast_enabled(dev)
-    no_autocast = torch.autocast(dev, enabled=False) if on else contextlib.nullcontext()
+    no_autocast = torch.autocast(dev, enabled=False) if _autocast_on(dev) else contextlib.nullcontext()
     if autodiff_transform_active():
         # no_grad stops reverse mode only: a tangent (forward-mode AD, torch.func.jvp) would still
         # flow into the similarity matmuls, which do not take one.

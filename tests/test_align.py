@@ -568,6 +568,24 @@ def test_torch_compile_fullgraph(device):
     assert torch.allclose(xg.grad, xe.grad)
 
 
+def test_torch_compile_does_not_ask_for_autocast(monkeypatch):
+    # Dynamo cannot trace torch.amp.is_autocast_available before torch 2.12: asked inside align,
+    # it broke the graph there (fullgraph=True raised on 2.10 and 2.11). align reads the answer
+    # for the usual device types from a table made at import; here asking it under compile fails.
+    def refuse(device_type):
+        if torch.compiler.is_compiling():
+            raise AssertionError("is_autocast_available called while compiling")
+        return True
+
+    monkeypatch.setattr(torch.amp, "is_autocast_available", refuse)
+    torch._dynamo.reset()  # no compiled frame from another test reused here
+    x = torch.randn(2, 3, 9, 4, dtype=torch.float64)
+    compiled = torch.compile(lambda z: ata_ext.align(z)[0], fullgraph=True, backend="eager")
+    assert torch.equal(compiled(x), ata_ext.align(x)[0])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast on: matching still in float64
+        assert torch.equal(compiled(x), ata_ext.align(x)[0])
+
+
 def test_profiler_sees_the_labels():
     # The labels are only entered while a profiler runs (they cost host time otherwise); under
     # one, align, its similarities, dealign and the gathers' backward each show by name.
