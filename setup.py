@@ -33,6 +33,13 @@ if _cuda_home:
 import torch  # noqa: E402
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension  # noqa: E402
 
+# The oldest torch the test suite passes on (README, "Building"; torch 2.4 lacks
+# torch.library.register_vmap, which the package calls at import): an older one is refused here,
+# before anything is compiled, rather than by an AttributeError at import.
+_MIN_TORCH = (2, 8)
+if tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) < _MIN_TORCH:
+    sys.exit(f"ata_ext needs torch {_MIN_TORCH[0]}.{_MIN_TORCH[1]} or newer; torch {torch.__version__} is installed")
+
 
 def _use_cuda():
     if os.environ.get("USE_CUDA", "") == "0":
@@ -121,7 +128,7 @@ setup(
     packages=find_packages(include=["ata_ext", "ata_ext.*"]),
     ext_modules=[_extension()],
     cmdclass={"build_ext": BuildExt},
-    python_requires=">=3.9",
-    install_requires=["torch", "numpy"],
+    python_requires=">=3.10",
+    install_requires=["torch>=2.8", "numpy"],
     zip_safe=False,
 )
