@@ -3,6 +3,8 @@
 // dispatcher routes by device. Fake (meta) kernels and autograd live in ata_ext/_ops.py.
 #include <torch/library.h>
 
+#include <string_view>
+
 #include "cpu/host_cache.h"
 
 #ifndef ATA_EXT_TORCH_VERSION
@@ -59,6 +61,26 @@ TORCH_LIBRARY(ata_ext, m) {
   m.def("build_info() -> str[]", [] {
     return std::vector<std::string>{ATA_EXT_TORCH_VERSION, ATA_EXT_CUDA_VERSION};
   });
+}
+
+// A build without the CUDA kernels still answers a CUDA tensor
+// with an error that says why and what to do, not the dispatcher's "could not run ... with
+// arguments from the 'CUDA' backend". The names are the ops csrc/cuda/ registers.
+namespace {
+void no_cuda_kernels(const c10::OperatorHandle& op, torch::jit::Stack*) {
+  TORCH_CHECK_NOT_IMPLEMENTED(false, op.schema().name(),
+                              ": this build of ata_ext has no CUDA kernels (it was compiled without nvcc, or "
+                              "with USE_CUDA=0). Reinstall it with the CUDA toolkit present (or FORCE_CUDA=1): "
+                              "pip install --no-build-isolation . ; or move the tensors to the CPU.");
+}
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
+  if (std::string_view(ATA_EXT_CUDA_VERSION) != "cpu") return;
+  for (const char* name : {"linear_sum_assignment", "lsa_auction", "align_gather", "align_scatter",
+                           "normalize_similarities_", "frame_similarities", "compose_permutations"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+  }
 }
 
 #ifdef ATA_EXT_PYTHON_MODULE

@@ -13,6 +13,8 @@ import pytest
 import torch
 import torch.utils
 
+import ata_ext
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 builds = pytest.mark.skipif(os.environ.get("ATA_EXT_TEST_BUILDS") != "1", reason="set ATA_EXT_TEST_BUILDS=1")
@@ -58,19 +60,35 @@ def test_wheel_from_sdist_installs_and_runs(sdist, tmp_path):
     r = subprocess.run(pip + ["install", "-q", "--no-deps", "--target", str(tmp_path / "site"), wheel],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
+    # A CUDA tensor reaching this CPU-only build's ops gets an error that says why (no GPU is
+    # needed to check: the CUDA kernel is called directly, on CPU tensors).
     code = (
         "import torch, ata_ext; "
         "print(ata_ext.__file__); "
         f"print(ata_ext.linear_sum_assignment(torch.tensor({PROBLEM})).tolist()); "
-        "x = torch.randn(2, 3, 5, 4); a, p = ata_ext.align(x); print(torch.equal(ata_ext.dealign(a, p), x))"
+        "x = torch.randn(2, 3, 5, 4); a, p = ata_ext.align(x); print(torch.equal(ata_ext.dealign(a, p), x))\n"
+        "print(sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith('ata_ext::') "
+        "and torch._C._dispatch_has_kernel_for_dispatch_key(n, 'CUDA')))\n"
+        "try:\n"
+        "    torch.ops.ata_ext.compose_permutations.default.redispatch("
+        "torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA), torch.zeros(1, 1, 3, dtype=torch.long))\n"
+        "except NotImplementedError as e:\n"
+        "    print(str(e).splitlines()[0])"
     )
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"))
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    where, cols, inverse = r.stdout.strip().splitlines()
+    where, cols, inverse, cuda_ops, error = r.stdout.strip().splitlines()
     assert where.startswith(str(tmp_path / "site"))
     assert cols == "[1, 0, 2]"
     assert inverse == "True"
+    assert error.startswith("ata_ext::compose_permutations: this build of ata_ext has no CUDA kernels")
+    if ata_ext.built_with_cuda:  # then every op with a CUDA kernel must have the stub in a CPU-only build
+        ours = sorted(n for n in torch._C._dispatch_get_all_op_names()
+                      if n.startswith("ata_ext::") and torch._C._dispatch_has_kernel_for_dispatch_key(n, "CUDA"))
+        assert cuda_ops == str(ours)
+    else:
+        assert "'ata_ext::linear_sum_assignment'" in cuda_ops
 
 
 @builds
