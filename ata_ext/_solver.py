@@ -45,7 +45,9 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
     integer problem exactly (epsilon-scaling down to 1 on benefits scaled by n+1): its objective is
     within min(N, M) * R / Q of the optimum, Q = min(2**24, 2**40 // (n+1)) for n = max(N, M)
     (about 2**40 / (n+1)**2 when some pair is forbidden). Integer costs with R <= Q are not
-    quantised, so they are solved exactly. ata_ext.testing.tolerance computes both bounds.
+    quantised, so they are solved exactly, as is any problem whose rows each have a unique best
+    column, all distinct (then that is the answer, found before anything is quantised).
+    ata_ext.testing.tolerance computes both bounds.
     The auction handles max(N, M) <= 65535 on the CPU; on CUDA up to what one block's shared
     memory holds (about 8000 on an H100), and it pads rectangular problems to square.
 

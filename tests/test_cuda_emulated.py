@@ -2,8 +2,8 @@
 thread is a fiber that switches only at barriers, __syncwarp and warp shuffles, in an order drawn
 from a seed. CI has no GPU; this is where the kernel code itself, not only its CPU twin, executes.
 
-Checked: the auction kernel's assignments are bit-identical to the twin's on the shared-memory
-and the global-memory path, whatever the thread schedule, with the same statuses on bad input;
+Checked: the auction kernel's assignments (after the first-choice kernel, as the launcher runs
+them) are bit-identical to the twin's on the shared-memory and the global-memory path, whatever the thread schedule, with the same statuses on bad input;
 the gather kernels move exactly the rows the CPU kernels move, at every access width, and the
 permutation check flags what it must; the composition and similarity kernels write the CPU ops'
 bits; and the emulator saw no divergent barrier, deadlock or
@@ -147,6 +147,18 @@ def test_kernel_statuses_on_bad_input(lib):
     assert status.tolist() == [OK, INVALID, INFEASIBLE, INVALID]
     assert bool((out[1:] == -1).all())
     assert torch.equal(out, ata_ext.linear_sum_assignment(cost, algorithm="auction", check=False))
+    # Problems whose first choices (the diagonal: auction.h) would end the solve before the
+    # auction's own validation, but for one bad entry elsewhere; the last one is good.
+    for mx, bad in ((False, -inf), (True, inf)):
+        cost = torch.rand(4, 5, 5, generator=torch.Generator().manual_seed(6)) + 1
+        cost[:, range(5), range(5)] = 3.0 if mx else 0.0
+        cost[0, 1, 3] = nan
+        cost[1, 2, 0] = bad
+        cost[2, 4] = -inf if mx else inf  # row 4 can take no column: no first choice either
+        out, status = emulated_auction(lib, cost, mx, seed=7)
+        assert status.tolist() == [INVALID, INVALID, INFEASIBLE, OK]
+        assert bool((out[:3] == -1).all()) and out[3].tolist() == list(range(5))
+        assert torch.equal(out, ata_ext.linear_sum_assignment(cost, mx, algorithm="auction", check=False))
 
 
 def emulated_copy_rows(lib, src, perm, nt, scatter, max_grid=0, seed=0):

@@ -568,6 +568,24 @@ def test_subnormal_costs_exact(device, algorithm, maximize):
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 @pytest.mark.parametrize("maximize", [False, True])
+def test_first_choices_are_exact(device, algorithm, maximize):
+    # Every row's unique best column, all distinct, is the exact optimum (auction.h, "First
+    # choices"), found on the raw values before the auction quantises anything. Here each row's
+    # two values are 0.1 apart on a range of 1e7, closer than a quantisation step (about 0.6), so
+    # they share a level: the quantised problem ties, and its first round ended the solve with
+    # [0, 1], 0.2 short of the optimum [1, 0] (within the auction's tolerance, but not exact).
+    d = 0.1
+    benefit = torch.tensor([[[0.0, d], [1e7, 1e7 - d]]], dtype=torch.float64)
+    sign = 1 if maximize else -1
+    assert solve(sign * benefit, maximize, device, algorithm=algorithm).tolist() == [[1, 0]]
+    # Rectangular: the real rows' first choices, with columns to spare (transposed when N > M).
+    wide = torch.tensor([[0.0, d, -1e7], [1e7, 1e7 - d, 0.0]], dtype=torch.float64)
+    assert solve(sign * wide, maximize, device, algorithm=algorithm).tolist() == [1, 0]
+    assert solve(sign * wide.T, maximize, device, algorithm=algorithm).tolist() == [1, 0, -1]
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("maximize", [False, True])
 def test_costs_near_the_double_limit(device, algorithm, maximize):
     # Finite costs up to +-1.7e308: their differences overflow a double. The JV solver's duals
     # overflowed to inf and NaN here, and it reported feasible problems as infeasible and wrote out
@@ -612,13 +630,18 @@ def test_solver_families_optimal(device, algorithm):
 
 def test_auction_round_counts():
     # The twin counts the kernel's rounds (ata_ext.testing.auction_rounds): the shortcuts of
-    # auction.h must keep doing their job. Video-like costs end in their first round; the dummies'
-    # pool keeps very rectangular problems to a few rounds (one by one they took thousands).
+    # auction.h must keep doing their job. Video-like costs end at their first choices, before any
+    # round; rows whose values tie bid on distinct columns, and the solve ends in its first round;
+    # the dummies' pool keeps very rectangular problems to a few rounds (one by one they took
+    # thousands).
     from ata_ext.testing import auction_rounds, detr_costs
 
     g = torch.Generator().manual_seed(1)
     assert torch.equal(auction_rounds(video_similarity(16, 196, generator=g), maximize=True),
-                       torch.tensor([[1, 0]]).expand(16, 2))
+                       torch.zeros(16, 2, dtype=torch.long))
+    tied = torch.ones(2, 40, 40)
+    tied[:, range(40), range(40)] = float("inf")
+    assert torch.equal(auction_rounds(tied), torch.tensor([[1, 0]]).expand(2, 2))
     for shape in ((64, 7, 100), (64, 100, 7)):
         assert int(auction_rounds(torch.rand(*shape, generator=g)).sum(-1).max()) < 50
     # Flat rows (one value in every column) bid with the dummies' pool (auction.h, "Flat rows").

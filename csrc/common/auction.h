@@ -33,8 +33,9 @@
 //     the pool (if any) takes only columns of one price (then the lowest), every row, dummies
 //     included, gets a column of its highest value B'[i][j] - p[j] at the round's prices. No
 //     assignment can beat that sum of row maxima, and every complete assignment pays the same
-//     total price, so the assignment is optimal: the solve ends there, whatever eps is. On
-//     video-like costs this is the first round of the first phase (1 round instead of 5).
+//     total price, so the assignment is optimal: the solve ends there, whatever eps is. (Video-like
+//     costs ended in this round, the first of the first phase, 1 round instead of 5; they now end
+//     before any round, at their first choices: see FirstChoice below.)
 //     Ties: row i ranks equal values from column i on (i, i+1, ..., n-1, 0, ...), and the dummies
 //     from column r on, so rows whose values tie (a constant matrix with a forbidden diagonal, say)
 //     bid on distinct columns (the pool, if any, on the rest), and the early end applies in the
@@ -66,8 +67,8 @@
 //     and 22%; integer costs of range 100 and 1000 11-19% and 9-15%; random cosine similarities
 //     15% and 19%; noisy video-like costs 15% and 16%; Euclidean distances 5-26% and 10-23%;
 //     rank one plus noise 39% and 32%. Slower: outer products a_i * b_j, 2% on average and 10% on
-//     the makespan; a few huge entries, 2% and 2%. Video-like costs still end in their first round,
-//     which runs at zero prices, so they pay nothing for this.
+//     the makespan; a few huge entries, 2% and 2%. Video-like costs (which then ended in their first
+//     round, at zero prices) paid nothing for this.
 //  4. Phases start from eps = Q(n+1)/256 and divide it by 16 (see the schedule below) until it
 //     reaches 1; prices carry over, assignments restart. A phase raises any price by at most
 //     2(C + eps), so from start prices of at most C, over the at most 9 phases that C <= 2^40
@@ -149,6 +150,55 @@ C10_HOST_DEVICE inline Stats stats_merge(Stats a, const Stats& b) {
   a.forbidden = a.forbidden || b.forbidden;
   a.integral = a.integral && b.integral;
   return a;
+}
+
+// First choices. Each real row's column of highest benefit, on the raw values, when no other
+// column of the row has that value. If every real row has one and no two rows share it, each row
+// holds its best column: no assignment beats that sum of row maxima, so it is the optimum, exactly
+// (of the values as given, not of their levels), and no round is needed. Video-like similarities
+// are such problems. Both solvers check this before anything else: on the GPU a kernel of its own
+// (first_choice_kernel, many warps an SM) reads the costs at memory speed, where the auction's
+// load pass, one block an SM for a 196 x 196 problem, is bound by memory latency. Benefits are
+// compared as doubles in both (exact for every float input; for int64 beyond 2^53 two values can
+// round to one double, which only makes a row fail the check).
+struct FirstChoice {
+  double v;      // the highest benefit so far
+  int32_t j;     // its column (-1: none yet)
+  bool unique;   // no other column seen has v
+  bool invalid;  // NaN or +inf seen: the auction reports the problem, the check never passes
+};
+
+C10_HOST_DEVICE inline FirstChoice first_choice_init() {
+  return FirstChoice{-INFINITY, -1, false, false};
+}
+
+C10_HOST_DEVICE inline void first_choice_add(FirstChoice& f, double b, int32_t j) {
+  if (b != b || b == INFINITY) {
+    f.invalid = true;
+  } else if (b > f.v) {
+    f.v = b;
+    f.j = j;
+    f.unique = true;
+  } else if (b == f.v) {
+    f.unique = false;
+  }
+}
+
+// Any order of merges gives the same answer where it matters: the column of a unique maximum.
+C10_HOST_DEVICE inline FirstChoice first_choice_merge(FirstChoice a, const FirstChoice& b) {
+  const bool invalid = a.invalid || b.invalid;
+  if (b.v > a.v) {
+    a = b;
+  } else if (b.v == a.v) {
+    a.unique = false;
+  }
+  a.invalid = invalid;
+  return a;
+}
+
+// The row's first choice, or -1 (no unique finite maximum, or an invalid entry).
+C10_HOST_DEVICE inline int32_t first_choice_column(const FirstChoice& f) {
+  return !f.invalid && f.unique && f.v > -INFINITY ? f.j : -1;
 }
 
 // How finite benefits map to integers: B = rint((h*b - h*lo) / div * scale), B in [0, levels],

@@ -36,6 +36,20 @@ struct RoundCounts {
 LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, RoundCounts& counts) {
   const int64_t r = p.rows, n = p.cols;  // r real rows; the n - r dummies bid as a pool
   const int32_t dummy = static_cast<int32_t>(r);
+  // First choices (auction.h): every real row's unique best column, all distinct, is the optimum.
+  s.owner.assign(n, -1);
+  bool chosen = true;
+  for (int64_t i = 0; i < r && chosen; ++i) {
+    au::FirstChoice f = au::first_choice_init();
+    for (int64_t j = 0; j < n; ++j) au::first_choice_add(f, -p.c[i * n + j], static_cast<int32_t>(j));
+    const int32_t j = au::first_choice_column(f);
+    chosen = j >= 0 && s.owner[j] < 0;
+    if (chosen) {
+      s.owner[j] = static_cast<int32_t>(i);
+      x[i] = j;
+    }
+  }
+  if (chosen) return kOk;
   au::Stats st = au::stats_init();
   for (const double c : p.c) au::stats_add(st, -c);  // benefits; validity was checked on load
   const au::Scale sc = au::make_scale(st, n);

@@ -67,6 +67,49 @@ __device__ au::Stats warp_stats(au::Stats s) {
   return s;
 }
 
+__device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
+  for (int off = 16; off > 0; off >>= 1) {
+    au::FirstChoice o;
+    o.v = __shfl_down_sync(0xffffffffu, f.v, off);
+    o.j = __shfl_down_sync(0xffffffffu, f.j, off);
+    o.unique = __shfl_down_sync(0xffffffffu, static_cast<int>(f.unique), off);
+    o.invalid = __shfl_down_sync(0xffffffffu, static_cast<int>(f.invalid), off);
+    f = au::first_choice_merge(f, o);
+  }
+  return f;
+}
+
+// Threads per block of first_choice_kernel: small blocks, many an SM, for memory parallelism.
+constexpr int kFirstChoiceThreads = 256;
+
+// The first choice (auction.h) of every real row of every problem, a warp a row: first[b * r + i]
+// is row i's column of unique highest benefit, or -1. auction_kernel then ends every problem whose
+// first choices are distinct before it loads a single cost.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kFirstChoiceThreads) first_choice_kernel(const scalar_t* __restrict__ cost,
+                                                                           int64_t batch, int64_t N, int64_t M,
+                                                                           int64_t sb, int64_t s0, int64_t s1,
+                                                                           bool maximize, int32_t* __restrict__ first) {
+  const bool transpose = N > M;
+  const int64_t r = transpose ? M : N, n = transpose ? N : M;
+  const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
+  constexpr int kWarps = kFirstChoiceThreads / 32;
+  const int lane = threadIdx.x % 32;
+  // w is the same in every lane of a warp, so the shuffles below run converged.
+  for (int64_t w = int64_t{blockIdx.x} * kWarps + threadIdx.x / 32; w < batch * r; w += int64_t{gridDim.x} * kWarps) {
+    const int64_t b = w / r, i = w % r;
+    const scalar_t* row = cost + b * sb + i * rs;
+    au::FirstChoice f = au::first_choice_init();
+#pragma unroll 4
+    for (int64_t j = lane; j < n; j += 32) {
+      const double v = static_cast<double>(row[j * cs]);
+      au::first_choice_add(f, maximize ? v : -v, static_cast<int32_t>(j));
+    }
+    f = warp_first_choice(f);
+    if (lane == 0) first[w] = au::first_choice_column(f);
+  }
+}
+
 // Calls f(k, x) for this thread's entries k = tid, tid + kThreads, ... of the r x n problem at src
 // (row stride rs, column stride cs), x = the entry at (k / n, k % n). kBatch loads are issued before
 // any is used (a 196 x 196 problem has one block per SM, whose passes are bound by memory latency),
@@ -144,6 +187,37 @@ __device__ __noinline__ void set_start_prices(const int32_t* lv, unsigned long l
   for (int64_t j = tid; j < r; j += kThreads) best[j] = 0ull;
 }
 
+// Whether the first choices chosen[0..r) of an r x n problem (first_choice_kernel) are distinct
+// columns, by the whole block, with owner (n entries) and *flag as shared scratch; if they are,
+// they are the optimum (auction.h) and are written to out (the problem's N entries, transposed
+// back where r counts the input's columns). Not inlined, like set_start_prices: it runs once a
+// problem, and inlined it made ptxas spill in more of the 1024-thread kernels.
+template <int kThreads>
+__device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r, int64_t n, bool transpose,
+                                                int32_t* owner, int* flag, int64_t* out) {
+  const int tid = threadIdx.x;
+  for (int64_t j = tid; j < n; j += kThreads) owner[j] = -1;
+  if (tid == 0) *flag = 1;
+  __syncthreads();
+  for (int64_t i = tid; i < r; i += kThreads) {
+    const int32_t j = chosen[i];
+    if (j < 0 || atomicExch(&owner[j], static_cast<int32_t>(i)) != -1) atomicExch(flag, 0);
+  }
+  __syncthreads();  // also orders the kernel's -1 fill of out before the answer
+  const bool taken = *flag != 0;
+  __syncthreads();  // every thread has read the flag before the kernel reuses it
+  if (taken) {
+    for (int64_t i = tid; i < r; i += kThreads) {
+      if (transpose) {
+        out[chosen[i]] = i;
+      } else {
+        out[i] = chosen[i];
+      }
+    }
+  }
+  return taken;
+}
+
 // Bytes of dynamic shared memory for r real rows and n columns: per-column state, plus the
 // levels when they are kept there, or else candidate lists of list_cap entries a row (0: none).
 inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels, int64_t list_cap = 0) {
@@ -156,6 +230,7 @@ inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels, int64_t list
 template <typename scalar_t, bool kSharedLevels, bool kWide>
 __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const scalar_t* __restrict__ cost, int64_t N, int64_t M,
                                                            int64_t sb, int64_t s0, int64_t s1, bool maximize,
+                                                           const int32_t* __restrict__ first,
                                                            int32_t* __restrict__ workspace, int list_cap,
                                                            int64_t* __restrict__ out, int32_t* __restrict__ status) {
   constexpr int kThreads = block_threads(kWide), kWarps = kThreads / 32;
@@ -203,6 +278,12 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int64_t chain_end;         // the round count after a chain, for every thread
   __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
   __shared__ int64_t pool_lo, pool_hi;  // the lowest and highest price of the columns the pool takes
+
+  // 0. The first choices (first_choice_kernel): if no two rows share one, they are the answer.
+  if (take_first_choices<kThreads>(first + b * r, r, n, transpose, owner, &solved, out + b * N)) {
+    if (tid == 0) status[b] = kOk;
+    return;
+  }
 
   // 1. One pass for the value range, validity and integrality of the benefits. Values of 4 bytes
   // are also kept where their levels will go (each thread the same k in both passes), so the
@@ -558,6 +639,7 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   // Sized from shapes only, never from device data.
   at::Tensor workspace = shared_levels ? at::Tensor() : at::empty({batch, r, n}, cost.options().dtype(at::kInt));
   at::Tensor status = at::empty({batch}, cost.options().dtype(at::kInt));
+  at::Tensor first = at::empty({batch, r}, cost.options().dtype(at::kInt));
   // Candidate lists for the global-memory path: as many entries a row as the shared memory holds,
   // at most 32; none below 16 (simulated in the twin, 16 rebuilt in up to 6% of scans at 1024^2,
   // exact top-8 lists in up to 29% on integer costs; a rebuild costs three or four full scans).
@@ -571,12 +653,19 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   const bool wide = 2 * (smem + static_smem) > smem_per_sm;  // one block per SM (block_threads)
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
+    // A warp a row (the grid strides past 2^16 blocks: 4096 problems of 196 rows need 100,352).
+    constexpr int64_t kRowsPerBlock = kFirstChoiceThreads / 32;
+    const int64_t first_blocks = std::min<int64_t>((batch * r + kRowsPerBlock - 1) / kRowsPerBlock, 1 << 16);
+    first_choice_kernel<scalar_t><<<static_cast<unsigned>(first_blocks), kFirstChoiceThreads, 0, stream>>>(
+        cost.const_data_ptr<scalar_t>(), batch, N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
+        first.data_ptr<int32_t>());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
     BOOL_SWITCH(shared_levels, kShared, [&] {
       BOOL_SWITCH(wide, kWide, [&] {
         opt_in_smem<scalar_t, kShared, kWide>(cost.get_device(), max_smem - static_cast<int>(static_smem));
         auction_kernel<scalar_t, kShared, kWide><<<static_cast<unsigned>(batch), block_threads(kWide), smem, stream>>>(
             cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
-            shared_levels ? nullptr : workspace.data_ptr<int32_t>(), static_cast<int>(list_cap), out.data_ptr<int64_t>(),
+            first.const_data_ptr<int32_t>(), shared_levels ? nullptr : workspace.data_ptr<int32_t>(), static_cast<int>(list_cap), out.data_ptr<int64_t>(),
             status.data_ptr<int32_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });

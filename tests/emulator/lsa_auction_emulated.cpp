@@ -1,7 +1,8 @@
 // The CUDA auction kernel (csrc/cuda/lsa_auction_cuda.cu), compiled for the CPU emulator
 // (cuda_emulator.h) from its own source, behind a C interface that tests/test_cuda_emulated.py
 // loads with ctypes. The .cu's host launcher is left out (it needs a GPU); this entry point does
-// what it does: the same grid, block, shared-memory size and arguments.
+// what it does: the first-choice kernel, then the auction kernel with the same grid, block,
+// shared-memory size and arguments.
 #define ATA_EXT_CUDA_EMULATOR
 #include "cuda_emulator.h"
 
@@ -22,13 +23,19 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
             char* err, int errlen) {
   namespace k = ata_ext;
   const int64_t n = std::max(N, M), r = std::min(N, M);
-  std::vector<int32_t> workspace(shared_levels ? 0 : batch * r * n);
+  std::vector<int32_t> workspace(shared_levels ? 0 : batch * r * n), first(batch * r, -7);
   const auto* src = static_cast<const scalar_t*>(cost);
   try {
+    // Fewer blocks than rows / 8 where there are several, so that the grid-stride loop runs.
+    const int64_t rows_per_block = k::kFirstChoiceThreads / 32;
+    const int64_t blocks = std::max<int64_t>(1, (batch * r + rows_per_block - 1) / rows_per_block / 2);
+    emu::launch(blocks, k::kFirstChoiceThreads, 0, seed, max_sweeps, [&] {
+      k::first_choice_kernel<scalar_t>(src, batch, N, M, sb, s0, s1, maximize != 0, first.data());
+    });
     BOOL_SWITCH(shared_levels != 0, kShared, [&] {
       BOOL_SWITCH(wide != 0, kWide, [&] {
         emu::launch(batch, k::block_threads(kWide), k::smem_bytes(r, n, kShared, list_cap), seed, max_sweeps, [&] {
-          k::auction_kernel<scalar_t, kShared, kWide>(src, N, M, sb, s0, s1, maximize != 0,
+          k::auction_kernel<scalar_t, kShared, kWide>(src, N, M, sb, s0, s1, maximize != 0, first.data(),
                                                       kShared ? nullptr : workspace.data(), list_cap, out, status);
         });
       });
