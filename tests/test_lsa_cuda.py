@@ -29,14 +29,23 @@ def test_bit_identical_to_twin():
         cpu, gpu = twin_and_gpu(cost, mx)
         assert torch.equal(cpu, gpu), (cost.shape, cost.dtype, mx)
         assert_optimal(cost.double(), gpu, mx, algorithm="auction")
+    # One launch where most problems end at their first choices (auction.h) and one, whose two
+    # equal columns make rows tie, goes through the rounds.
+    mixed = video_similarity(8, 196, generator=g)
+    mixed[3, :, 10] = mixed[3, :, 11]
+    cpu, gpu = twin_and_gpu(mixed, True)
+    assert torch.equal(cpu, gpu)
 
 
 @cuda
 def test_deterministic():
-    cost = video_similarity(224, 196, generator=torch.Generator().manual_seed(1)).cuda()
-    first = ata_ext.linear_sum_assignment(cost, maximize=True)
-    for _ in range(5):
-        assert torch.equal(first, ata_ext.linear_sum_assignment(cost, maximize=True))
+    # Video-like costs end at their first choices; uniform ones go through contested rounds.
+    g = torch.Generator().manual_seed(1)
+    video, uniform = video_similarity(224, 196, generator=g), torch.rand(224, 196, 196, generator=g)
+    for cost, mx in ((video.cuda(), True), (uniform.cuda(), False)):
+        first = ata_ext.linear_sum_assignment(cost, maximize=mx)
+        for _ in range(5):
+            assert torch.equal(first, ata_ext.linear_sum_assignment(cost, maximize=mx))
 
 
 @cuda
@@ -46,6 +55,8 @@ def test_errors_match_cpu():
         ata_ext.linear_sum_assignment(torch.tensor([[inf, inf], [1.0, 2.0]], device="cuda"))
     with pytest.raises(ValueError, match="invalid numeric entries"):
         ata_ext.linear_sum_assignment(torch.tensor([[float("nan"), 1.0], [1.0, 2.0]], device="cuda"))
+    with pytest.raises(ValueError, match="invalid numeric entries"):  # the diagonal's first choices would do
+        ata_ext.linear_sum_assignment(torch.tensor([[0.0, 5.0, float("nan")], [5.0, 0.0, 5.0], [5.0, 5.0, 0.0]], device="cuda"))
     out = ata_ext.linear_sum_assignment(torch.tensor([[[inf, inf], [1.0, 2.0]]] * 2, device="cuda"), check=False)
     assert bool((out == -1).all())
 
