@@ -665,8 +665,8 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
         opt_in_smem<scalar_t, kShared, kWide>(cost.get_device(), max_smem - static_cast<int>(static_smem));
         auction_kernel<scalar_t, kShared, kWide><<<static_cast<unsigned>(batch), block_threads(kWide), smem, stream>>>(
             cost.const_data_ptr<scalar_t>(), N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
-            first.const_data_ptr<int32_t>(), shared_levels ? nullptr : workspace.data_ptr<int32_t>(), static_cast<int>(list_cap), out.data_ptr<int64_t>(),
-            status.data_ptr<int32_t>());
+            first.const_data_ptr<int32_t>(), shared_levels ? nullptr : workspace.data_ptr<int32_t>(),
+            static_cast<int>(list_cap), out.data_ptr<int64_t>(), status.data_ptr<int32_t>());
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       });
     });
