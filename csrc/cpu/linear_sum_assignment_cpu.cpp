@@ -15,14 +15,8 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // below the double limit for the duals, which move by sums of reduced costs.
 constexpr int kMaxCostExp = 960;
 
-// The full-row passes (column reduction, row minima, the Dijkstra relaxation) are plain
-// compare-and-select loops that vectorise well with AVX2 but not with the x86-64 baseline; GCC
-// builds both and picks one when the library loads, so the binary still runs on any x86-64.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
-#define ATA_EXT_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define ATA_EXT_AVX2_CLONES
-#endif
+// The full-row passes (column reduction, row minima, the Dijkstra relaxation) are compiled twice,
+// for AVX2 and the x86-64 baseline (ATA_EXT_AVX2_CLONES, lsa_batch_cpu.h).
 
 // Per-thread scratch, reused across the problems one thread solves.
 struct JvState {
