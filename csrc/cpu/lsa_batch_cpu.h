@@ -43,8 +43,8 @@ struct DenseProblem {
 // a video-like solve in baseline SSE2 code; with AVX2 a video-like 196 x 196 problem took 15-30%
 // less (alternating builds, one thread).
 template <typename scalar_t>
-ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1, bool maximize,
-                   DenseProblem& p) {
+ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1,
+                                       bool maximize, DenseProblem& p) {
   const bool transpose = n > m;
   p.rows = transpose ? m : n;
   p.cols = transpose ? n : m;
