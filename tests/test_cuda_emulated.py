@@ -117,6 +117,25 @@ def test_kernel_bit_identical_to_twin_random(lib):
         assert bool((status == OK).all()) and torch.equal(out, twin), (k, tuple(cost.shape), cost.dtype, mx)
 
 
+def test_kernel_and_twin_agree_on_first_choice_ties(lib):
+    # The CPU batch driver checks first choices before loading a problem (lsa_batch_cpu.h), by the
+    # kernel's rule: a row whose best value is tied has no first choice, and the problem goes to
+    # the auction, whose tie order the twin then follows. Here each row's best value sits in one
+    # or two random columns, with spare columns for lowest-index-first to differ: taking a tied
+    # row's first best column changed 1-4 of these problems' answers for each dtype (checked).
+    g = torch.Generator().manual_seed(4)
+    for dtype in DTYPE_CODES:
+        for r, c in ((3, 12), (4, 16), (2, 9), (6, 24)):
+            benefit = torch.randint(0, 3, (64, r, c), generator=g).double()
+            for _ in range(2):
+                benefit.scatter_(2, torch.randint(0, c, (64, r, 1), generator=g), 3.0)
+            for mx in (False, True):
+                cost = (benefit if mx else -benefit).to(dtype)
+                twin = ata_ext.linear_sum_assignment(cost, mx, algorithm="auction")
+                out, status = emulated_auction(lib, cost, mx, seed=r)
+                assert bool((status == OK).all()) and torch.equal(out, twin), (dtype, r, c, mx)
+
+
 def test_kernel_reads_strided_costs(lib):
     g = torch.Generator().manual_seed(3)
     base = torch.rand(3, 25, 40, generator=g)

@@ -585,6 +585,50 @@ def test_first_choices_are_exact(device, algorithm, maximize):
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES + INT_DTYPES, ids=str)
+def test_first_choices_and_near_misses(device, algorithm, dtype):
+    # The CPU batch driver answers a problem whose rows (contiguous, not transposed) each have a
+    # unique best column, all distinct, before loading it (lsa_batch_cpu.h, lsa_first_choices);
+    # everything else must reach the solver unharmed: a tie at a row's best, two rows sharing a
+    # best column, a forbidden pair, NaN, +0.0 against -0.0, strided rows, transposes.
+    g = torch.Generator().manual_seed(21)
+    B, n, m = 6, 7, 9
+    hi = 1 if dtype == torch.bool else 5  # each row's best value; the others lie below it
+    best = torch.stack([torch.randperm(m, generator=g)[:n] for _ in range(B)])  # distinct in a problem
+    benefit = torch.randint(0, hi, (B, n, m), generator=g).double().scatter_(2, best[..., None], float(hi))
+    tie = benefit.clone()
+    tie[:, 3].scatter_(1, (best[:, 3, None] + 1) % m, float(hi))
+    shared = benefit.clone()
+    shared[:, 2] = benefit[:, 1]
+    for maximize in (False, True):
+        for name, b in {"distinct": benefit, "tie": tie, "shared": shared}.items():
+            cost = (b if maximize else hi - b).to(dtype)  # non-negative: fits the unsigned types
+            for view in (cost, cost.transpose(-1, -2), torch.cat([cost, cost], -1)[..., :m]):
+                cols = solve(view, maximize, device, algorithm=algorithm)
+                check_optimal(device, algorithm, view, cols, maximize)
+                if name == "distinct" and view.shape[-1] == m:
+                    assert torch.equal(cols, best)
+        if not dtype.is_floating_point:
+            continue
+        # A forbidden pair, or a NaN, beside every row's first choice: the full load decides.
+        cost = (benefit if maximize else -benefit).to(dtype)
+        forbidden = cost.clone()
+        forbidden[:, 0].scatter_(1, (best[:, 0, None] + 1) % m, -math.inf if maximize else math.inf)
+        assert torch.equal(solve(forbidden, maximize, device, algorithm=algorithm), best)
+        bad = cost.clone()
+        bad[3, n - 1, (best[3, n - 1] + 1) % m] = math.nan
+        bad[1, 0, best[1, 0]] = math.inf if maximize else -math.inf  # a first choice of the wrong sign
+        with pytest.raises(ValueError, match=r"invalid numeric entries .*problem 1 of the batch"):
+            solve(bad, maximize, device, algorithm=algorithm)
+        bad[1, 0, best[1, 0]] = cost[1, 0, best[1, 0]]
+        with pytest.raises(ValueError, match=r"invalid numeric entries .*problem 3 of the batch"):
+            solve(bad, maximize, device, algorithm=algorithm)
+        signed_zero = torch.tensor([[0.0, -0.0, -1.0], [-1.0, -1.0, 0.0]], dtype=dtype)  # row 0: a tie
+        cols = solve(signed_zero if maximize else -signed_zero, maximize, device, algorithm=algorithm)
+        assert cols.tolist() in ([0, 2], [1, 2])
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 @pytest.mark.parametrize("maximize", [False, True])
 def test_costs_near_the_double_limit(device, algorithm, maximize):
     # Finite costs up to +-1.7e308: their differences overflow a double. The JV solver's duals
