@@ -35,6 +35,7 @@ struct DenseProblem {
   int64_t rows = 0, cols = 0;
   bool all_finite = true;
   double max_abs = 0;  // the largest |c| over finite entries
+  double min = 0;      // the smallest c (set only when all_finite)
   std::vector<uint8_t> taken;  // lsa_first_choices' scratch: the columns chosen so far
 };
 
@@ -55,23 +56,25 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
   const double sign = maximize ? -1.0 : 1.0;
   // probe stays 0 while every entry is finite (inf * 0 and NaN * 0 are NaN): a finiteness test
   // that vectorises inside the copy, where a count of finite entries did not.
-  double probe = 0, amax = 0;  // amax: inf when some entry is (then recomputed below)
+  double probe = 0, amax = 0, mn = std::numeric_limits<double>::infinity();  // amax: inf when some entry is (then recomputed below)
   for (int64_t i = 0; i < p.rows; ++i) {
     const scalar_t* row = src + i * rs;
     double* dst = p.c.data() + i * p.cols;
     if (cs == 1) {  // the common contiguous case, kept separate so it vectorises
-#pragma omp simd reduction(+ : probe) reduction(max : amax)
+#pragma omp simd reduction(+ : probe) reduction(max : amax) reduction(min : mn)
       for (int64_t j = 0; j < p.cols; ++j) {
         dst[j] = sign * static_cast<double>(row[j]);
         probe += dst[j] * 0.0;
         const double a = std::abs(dst[j]);
         amax = a > amax ? a : amax;
+        mn = dst[j] < mn ? dst[j] : mn;
       }
     } else {
       for (int64_t j = 0; j < p.cols; ++j) {
         dst[j] = sign * static_cast<double>(row[j * cs]);
         probe += dst[j] * 0.0;
         amax = std::max(amax, std::abs(dst[j]));
+        mn = std::min(mn, dst[j]);
       }
     }
   }
@@ -79,6 +82,7 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
   const double big = std::numeric_limits<double>::max();
   p.all_finite = probe == 0;
   p.max_abs = amax;
+  p.min = mn;
   if (!p.all_finite) {
     p.max_abs = 0;
     for (const double v : p.c) {
