@@ -14,6 +14,9 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // Finite costs are kept below 2^kMaxCostExp in magnitude (jv_solve), which leaves a factor 2^64
 // below the double limit for the duals, which move by sums of reduced costs.
 constexpr int kMaxCostExp = 960;
+// Rectangular problems with at least 0.9 as many rows as columns, and this many columns, are
+// padded to square (jv_solve).
+constexpr int64_t kMinPadCols = 64;
 
 // The full-row passes (column reduction, row minima, the Dijkstra relaxation) are compiled twice,
 // for AVX2 and the x86-64 baseline (ATA_EXT_AVX2_CLONES, lsa_batch_cpu.h).
@@ -342,13 +345,15 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
   }
   // A nearly square problem is padded with rows of one constant (which shifts every complete
   // assignment's total by the same amount, so the real rows' optimum is unchanged): that lets the
-  // square initialisation run: 2.8x faster on 64 problems of 180 x 196. Very rectangular ones (a
-  // few rows, like DETR's targets x queries) are cheaper to augment row by row. The constant is
-  // the smallest cost: padding rows then hold every column's minimum and tie among themselves, so
-  // the row reduction spreads them over columns without a fight; padded with a constant above
-  // some costs (it was 0), identical rows outbid each other: 64 problems of 150 x 196 uniform
-  // costs in [-5, -4) took 3x as long as in [0, 1) (on one thread; now the same).
-  if (n < m && 2 * n >= m && p.all_finite) {
+  // square initialisation run: 2.8x faster on 64 problems of 180 x 196. Others are cheaper to
+  // augment row by row from zero duals: measured on one thread, uniform and random cosine costs,
+  // padding lost below about 0.9 m rows (m = 98 to 784; 150 x 196 took 1.7x as long padded,
+  // 100 x 196 4x), and at m = 49 at every r < m. The constant is the smallest cost: padding rows
+  // then hold every column's minimum and tie among themselves, so the row reduction spreads them
+  // over columns without a fight; padded with a constant above some costs (it was 0), identical
+  // rows outbid each other: 64 problems of 150 x 196 uniform costs in [-5, -4) took 3x as long
+  // as in [0, 1).
+  if (n < m && 10 * n >= 9 * m && m >= kMinPadCols && p.all_finite) {
     s.padded.assign(m * m, std::ldexp(p.min, -shift));
     std::copy(c, c + n * m, s.padded.begin());
     s.x.resize(m);
