@@ -55,8 +55,9 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const double sign = maximize ? -1.0 : 1.0;
   // probe stays 0 while every entry is finite (inf * 0 and NaN * 0 are NaN): a finiteness test
-  // that vectorises inside the copy, where a count of finite entries did not.
-  double probe = 0, amax = 0, mn = std::numeric_limits<double>::infinity();  // amax: inf when some entry is (then recomputed below)
+  // that vectorises inside the copy, where a count of finite entries did not. amax is inf when
+  // some entry is (then recomputed below); mn, the smallest entry, is only used when none is.
+  double probe = 0, amax = 0, mn = std::numeric_limits<double>::infinity();
   for (int64_t i = 0; i < p.rows; ++i) {
     const scalar_t* row = src + i * rs;
     double* dst = p.c.data() + i * p.cols;
