@@ -106,7 +106,8 @@ def random_problems(seed, count, max_n=48):
     """Yields count random (cost, maximize) batches for fuzzing a solver: a random shape (some with
     rows longer than a 256-thread block), dtype and sense, and a random kind of values: uniform,
     small integers (ties), huge (up to +-1.7e308) or tiny (down to subnormals) ranges, magnitudes
-    mixed across 600 decades, constant rows or columns, equal rows, log-normal, DETR-like; 30% of
+    mixed across 600 decades, constant rows or columns, equal rows, log-normal, DETR-like, distinct
+    best entries per line (first choices) and near misses; 30% of
     them with forbidden pairs (a feasible diagonal kept). Half-precision dtypes only where the
     values fit them."""
     rng = np.random.default_rng(seed)
@@ -116,7 +117,7 @@ def random_problems(seed, count, max_n=48):
             n, m = int(rng.integers(1, 12)), int(rng.integers(200, 320))
         B = int(rng.integers(1, 3))
         kind = rng.choice(["uniform", "int", "huge", "tiny", "mixed", "const_rows", "const_cols", "equal_rows",
-                           "lognormal", "detr"])
+                           "lognormal", "detr", "first_choices"])
         if kind == "uniform":
             c = rng.random((B, n, m))
         elif kind == "int":
@@ -136,10 +137,26 @@ def random_problems(seed, count, max_n=48):
             c[:, : rng.integers(1, n + 1)] = c[:, :1]
         elif kind == "lognormal":
             c = np.exp(rng.normal(0, 30, (B, n, m)))
+        elif kind == "first_choices":
+            # Each line of the shorter side has one best entry (2 against values in [0, 1); negated
+            # below when minimising), in distinct places, as video-like similarities do; in a third
+            # of them one line's best is tied, in another third two lines share theirs.
+            s, l = min(n, m), max(n, m)
+            c = rng.random((B, s, l))
+            at = np.stack([rng.permutation(l)[:s] for _ in range(B)])
+            np.put_along_axis(c, at[..., None], 2.0, axis=2)
+            miss = rng.integers(3)
+            if miss == 1 and l > 1:
+                c[:, 0, (at[:, 0] + 1) % l] = 2.0
+            elif miss == 2 and s > 1:
+                c[:, 1, at[:, 0]] = 3.0
+            c = c if n <= m else c.transpose(0, 2, 1).copy()
         else:
             g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
             c = detr_costs(B, n, m, float(rng.choice([0, 0.01, 0.1, 1])), generator=g).double().numpy()
         maximize = bool(rng.random() < 0.5)
+        if kind == "first_choices" and not maximize:
+            c = -c
         if rng.random() < 0.3:
             c = np.where(rng.random((B, n, m)) < rng.uniform(0, 0.6), np.inf, c)
             k = np.arange(min(n, m))
