@@ -118,13 +118,21 @@ def test_cpu_answers_independent_of_threads(algorithm):
     cost = torch.cat([torch.randint(0, 3, (8, 64, 64), generator=g).double(),  # tie-heavy
                       torch.rand(8, 64, 64, generator=g, dtype=torch.float64)])
     cost = cost[torch.randperm(16, generator=g)]
-    one_by_one = torch.stack([solve(c, algorithm=algorithm) for c in cost])
+    # Problems under 1024 entries are claimed in chunks (here 40 at a time), and the first
+    # invalid one is named whichever thread met it first.
+    small = torch.randint(0, 3, (1001, 5, 5), generator=g).double()  # a partial last chunk
+    small[[37, 521, 998], 2, 3] = math.nan
+    one_by_one = [torch.stack([solve(c, algorithm=algorithm) for c in cost]),
+                  torch.stack([solve(c, algorithm=algorithm, check=False) for c in small])]
     threads = torch.get_num_threads()
     try:
         for n in (1, 2, 4):
             torch.set_num_threads(n)
             for _ in range(3):
-                assert torch.equal(solve(cost, algorithm=algorithm), one_by_one)
+                assert torch.equal(solve(cost, algorithm=algorithm), one_by_one[0])
+                assert torch.equal(solve(small, algorithm=algorithm, check=False), one_by_one[1])
+                with pytest.raises(ValueError, match="problem 37 of the batch"):
+                    solve(small, algorithm=algorithm)
     finally:
         torch.set_num_threads(threads)
 
