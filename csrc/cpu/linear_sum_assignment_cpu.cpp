@@ -27,6 +27,7 @@ struct JvState {
   std::vector<double> w, d;             // augment: tentative distances (-inf once scanned), final ones
   std::vector<int64_t> y, pred, scanned;  // row of column (-1 free), path predecessor, scan order
   std::vector<int64_t> free_rows;
+  std::vector<int64_t> matches, imin;   // init: columns whose minimum each row is, each column's row of minimum
   std::vector<double> padded;           // nearly square problems, padded to square
   std::vector<double> scaled;           // problems with huge costs, scaled down (jv_solve)
   std::vector<int64_t> x;               // row -> column for the padded problem
@@ -173,9 +174,12 @@ inline bool arr_best_two(const double* c, int64_t n, int64_t i, const double* v,
 // augment): every assigned row's column minimises c[i][j] - v[j] over j.
 ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState& s) {
   // Column reduction: v[j] = min_i c[i][j], computed row by row so memory is read in order.
-  std::vector<int64_t> matches(n, 0), imin(n, 0);
+  s.matches.assign(n, 0);
+  s.imin.assign(n, 0);
+  std::vector<int64_t>& matches = s.matches;
+  const std::vector<int64_t>& imin = s.imin;
   double* __restrict v = s.v.data();  // restrict lets the compiler vectorise the select below
-  int64_t* __restrict im = imin.data();
+  int64_t* __restrict im = s.imin.data();
   std::copy(c, c + n, v);
   for (int64_t i = 1; i < n; ++i) {
     const double* __restrict ci = c + i * n;
@@ -376,8 +380,7 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
     s.free_rows.resize(n);
     for (int64_t i = 0; i < n; ++i) s.free_rows[i] = i;
   }
-  const std::vector<int64_t> rows = s.free_rows;
-  for (int64_t f : rows) {
+  for (const int64_t f : s.free_rows) {  // jv_augment leaves free_rows alone
     if (!jv_augment(c, m, f, x, s)) return kInfeasible;
   }
   if (x != x_out) std::copy(x, x + p.rows, x_out);
