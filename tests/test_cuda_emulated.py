@@ -122,7 +122,7 @@ def test_kernel_and_twin_agree_on_first_choice_ties(lib):
     # kernel's rule: a row whose best value is tied has no first choice, and the problem goes to
     # the auction, whose tie order the twin then follows. Here each row's best value sits in one
     # or two random columns, with spare columns for lowest-index-first to differ: taking a tied
-    # row's first best column changed 1-4 of these problems' answers for each dtype (checked).
+    # row's first best column changed up to 4 of a batch's 64 answers, some in every dtype (checked).
     g = torch.Generator().manual_seed(4)
     for dtype in DTYPE_CODES:
         for r, c in ((3, 12), (4, 16), (2, 9), (6, 24)):
