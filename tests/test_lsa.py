@@ -618,7 +618,8 @@ def test_first_choices_and_near_misses(device, algorithm, dtype):
                     assert torch.equal(cols, best)
         if not dtype.is_floating_point:
             continue
-        # A forbidden pair, or a NaN, beside every row's first choice: the full load decides.
+        # A forbidden pair beside every row's first choice leaves it the optimum; a NaN there, or a
+        # first choice of the wrong infinity, is reported.
         cost = (benefit if maximize else -benefit).to(dtype)
         forbidden = cost.clone()
         forbidden[:, 0].scatter_(1, (best[:, 0, None] + 1) % m, -math.inf if maximize else math.inf)

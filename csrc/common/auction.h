@@ -156,8 +156,9 @@ C10_HOST_DEVICE inline Stats stats_merge(Stats a, const Stats& b) {
 // column of the row has that value. If every real row has one and no two rows share it, each row
 // holds its best column: no assignment beats that sum of row maxima, so it is the optimum, exactly
 // (of the values as given, not of their levels), and no round is needed. Video-like similarities
-// are such problems. Both solvers check this before anything else (and the CPU batch driver,
-// lsa_batch_cpu.h, before loading a problem, for the JV solver too): on the GPU a kernel of its own
+// are such problems. Both solvers check this before anything else (the twin, and the CPU batch
+// driver for the JV solver too, with lsa_first_choices in csrc/cpu/lsa_batch_cpu.h, the same rule
+// in CPU vector loops; the emulator tests hold the two to the same answers): on the GPU a kernel of its own
 // (first_choice_kernel, many warps an SM) reads the costs at memory speed, where the auction's
 // load pass, one block an SM for a 196 x 196 problem, is bound by memory latency. Benefits are
 // compared as doubles in both (exact for every float input; for int64 beyond 2^53 two values can

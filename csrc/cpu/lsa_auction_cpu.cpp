@@ -25,6 +25,7 @@ struct AuctionState {
   std::vector<int32_t> order;            // columns the pool does not hold, in its order (auction.h)
   std::vector<char> flat;                // real rows of one value, which bid with the pool (auction.h)
   std::vector<int64_t> row_best;         // each real row's highest scaled benefit, for the start prices
+  std::vector<uint8_t> taken;            // lsa_first_choices' scratch
 };
 
 // What a solve cost, in the kernel's units of work (auction.h): rounds in which several rows bid
@@ -37,19 +38,8 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   const int64_t r = p.rows, n = p.cols;  // r real rows; the n - r dummies bid as a pool
   const int32_t dummy = static_cast<int32_t>(r);
   // First choices (auction.h): every real row's unique best column, all distinct, is the optimum.
-  s.owner.assign(n, -1);
-  bool chosen = true;
-  for (int64_t i = 0; i < r && chosen; ++i) {
-    au::FirstChoice f = au::first_choice_init();
-    for (int64_t j = 0; j < n; ++j) au::first_choice_add(f, -p.c[i * n + j], static_cast<int32_t>(j));
-    const int32_t j = au::first_choice_column(f);
-    chosen = j >= 0 && s.owner[j] < 0;
-    if (chosen) {
-      s.owner[j] = static_cast<int32_t>(i);
-      x[i] = j;
-    }
-  }
-  if (chosen) return kOk;
+  // Checked on every problem, as the kernel does (the batch driver checks only some layouts).
+  if (lsa_first_choices(p.c.data(), r, n, n, /*maximize=*/false, x, s.taken)) return kOk;
   au::Stats st = au::stats_init();
   for (const double c : p.c) au::stats_add(st, -c);  // benefits; validity was checked on load
   const au::Scale sc = au::make_scale(st, n);

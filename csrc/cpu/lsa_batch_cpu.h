@@ -97,35 +97,37 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
 // First choices (the rule of csrc/common/auction.h, FirstChoice): when every row of src has one
 // column of its highest benefit (the cost itself when maximising, its negation when minimising),
 // compared as doubles, and no two rows share it, each row taking it is optimal: no assignment
-// beats the sum of row maxima. Checked on the input before it is loaded, for problems whose rows
-// are contiguous and not transposed (n <= m, s1 = 1, m >= 8): then a solved problem is never converted
-// to float64, nor reduced. Returns false, having written nothing that counts, at the first row
-// that fails, or on any entry that is not finite (the load then reports or handles it); else
-// sol[i] is row i's column. The auction's twin checks the same rule after loading (for every
-// layout), so for it this only saves time: both give the kernel's answer.
-// Two vectorised passes a row: its highest value (and a finiteness probe, as in lsa_load), then
-// how many columns hold it and the first of them. Video-like similarities pass: 224 of 196 x 196
-// took 2.5x less time than loading and column-reducing them (alternating builds, 1 and 2
-// threads); problems that fail do so within a few rows (uniform costs: no change measurable).
+// beats the sum of row maxima. A benefit of -inf (a forbidden pair) may sit beside the first
+// choices; NaN or a benefit of +inf (invalid: the load reports it) fails the check, as does a row
+// with no finite benefit. Returns false, having written nothing that counts, at the first row that
+// fails; else sol[i] is row i's column. The batch driver runs it on the input before loading, for
+// problems whose rows are contiguous and not transposed (lsa_solve_one): a solved problem is then
+// never converted to float64, nor reduced. The auction's twin runs it on every loaded problem, as
+// the kernel checks every problem.
+// Two vectorised passes a row: its highest value (and a validity count), then how many columns
+// hold it and the first of them. Video-like similarities pass: 224 of 196 x 196 took 2.5x less
+// time than loading and column-reducing them (alternating builds, 1 and 2 threads); problems that
+// fail do so within a few rows (uniform costs: no change measurable).
 template <typename scalar_t>
 ATA_EXT_AVX2_CLONES bool lsa_first_choices(const scalar_t* src, int64_t n, int64_t m, int64_t s0, bool maximize,
                                            int64_t* sol, std::vector<uint8_t>& taken) {
   // Floats hold every value of the 1- and 2-byte types and of float itself exactly, so comparing
   // them as floats is comparing them as doubles, at twice the vector width.
   using cmp_t = std::conditional_t<sizeof(scalar_t) <= 2 || std::is_same_v<scalar_t, float>, float, double>;
-  const cmp_t sign = maximize ? 1 : -1;
+  const cmp_t sign = maximize ? 1 : -1, big = std::numeric_limits<cmp_t>::max();
   const int32_t cols = static_cast<int32_t>(m);  // 32-bit indices vectorise with 32-bit compares
   taken.assign(m, 0);
   for (int64_t i = 0; i < n; ++i) {
     const scalar_t* row = src + i * s0;
-    cmp_t best = -std::numeric_limits<cmp_t>::infinity(), probe = 0;
-#pragma omp simd reduction(max : best) reduction(+ : probe)
+    cmp_t best = -std::numeric_limits<cmp_t>::infinity();
+    int32_t invalid = 0;  // NaN and +inf: "b <= big" is false for both, true for -inf
+#pragma omp simd reduction(max : best) reduction(+ : invalid)
     for (int32_t j = 0; j < cols; ++j) {
       const cmp_t b = sign * static_cast<cmp_t>(row[j]);
-      probe += b * cmp_t(0);
+      invalid += !(b <= big);
       best = b > best ? b : best;
     }
-    if (probe != 0) return false;
+    if (invalid != 0 || !(best >= -big)) return false;
     int32_t count = 0, at = cols;
 #pragma omp simd reduction(+ : count) reduction(min : at)
     for (int32_t j = 0; j < cols; ++j) {
