@@ -14,14 +14,17 @@ FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool]
 
 
-def video_similarity(batch, n, channels=64, noise=0.3, generator=None):
+def video_similarity(batch, n, channels=64, noise=0.3, generator=None, padding=0):
     """Cosine similarities of consecutive 'frames' whose patch features are a shuffled, noisy copy
-    of the previous frame: the matrices ATA solves (maximize). Returns (batch, n, n) float32."""
+    of the previous frame: the matrices ATA solves (maximize). Returns (batch, n, n) float32.
+    padding: tokens 0 .. padding-1 are zero in both frames (padding around content that moves
+    among the other positions), so their rows and columns of similarities are all 0."""
     g = generator
     x0 = torch.randn(batch, n, channels, generator=g)
-    perm = torch.argsort(torch.rand(batch, n, generator=g), dim=1)
+    x0[:, :padding] = 0
+    perm = torch.argsort(torch.rand(batch, n - padding, generator=g), dim=1) + padding
     x1 = torch.gather(x0, 1, perm[..., None].expand(-1, -1, channels))
-    x1 = x1 + noise * torch.randn(batch, n, channels, generator=g)
+    x1 = torch.cat([x0[:, :padding], x1 + noise * torch.randn(batch, n - padding, channels, generator=g)], 1)
     a = torch.nn.functional.normalize(x0, dim=-1)
     b = torch.nn.functional.normalize(x1, dim=-1)
     return a @ b.transpose(1, 2)
@@ -89,6 +92,9 @@ def solver_families(generator, large=False):
     v[:, :14] = 0
     v[:, :, :14] = 0
     yield v, True
+    # Zero tokens in both frames at the same places, the content moving among the rest: the flat
+    # rows sit among first choices (auction.h, "First choices").
+    yield video_similarity(b(2, 16), 196, generator=g, padding=14), True
     d = detr_costs(b(2, 8), 60, 12, 0.2, generator=g)
     d[:, :, 5:] = 0
     yield d, False
@@ -139,12 +145,16 @@ def random_problems(seed, count, max_n=48):
             c = np.exp(rng.normal(0, 30, (B, n, m)))
         elif kind == "first_choices":
             # Each line of the shorter side has one best entry (2 against values in [0, 1); negated
-            # below when minimising), in distinct places, as video-like similarities do; in a third
-            # of them one line's best is tied, in another third two lines share theirs.
+            # below when minimising), in distinct places, as video-like similarities do; in 30% of
+            # them some lines are flat instead; in a third one line's best is tied, in another third
+            # two lines share theirs.
             s, l = min(n, m), max(n, m)
             c = rng.random((B, s, l))
             at = np.stack([rng.permutation(l)[:s] for _ in range(B)])
             np.put_along_axis(c, at[..., None], 2.0, axis=2)
+            if rng.random() < 0.3:  # some lines flat (one value each), which may sit among first choices
+                lines = rng.choice(s, size=int(rng.integers(1, s + 1)), replace=False)
+                c[:, lines] = rng.random((B, len(lines), 1))
             miss = rng.integers(3)
             if miss == 1 and l > 1:
                 c[:, 0, (at[:, 0] + 1) % l] = 2.0

@@ -136,6 +136,29 @@ def test_kernel_and_twin_agree_on_first_choice_ties(lib):
                 assert bool((status == OK).all()) and torch.equal(out, twin), (dtype, r, c, mx)
 
 
+def test_kernel_and_twin_agree_on_flat_rows(lib):
+    # Flat rows among first choices (auction.h) take the columns left, lowest row first, lowest
+    # column first, in the kernel (take_first_choices) as in the twin (lsa_first_choices), also
+    # where the rows are the input's columns (N > M). In every fourth problem a flat row has one
+    # lower value, which makes it miss the check and go to the auction.
+    g = torch.Generator().manual_seed(5)
+    for dtype in DTYPE_CODES:
+        for r, c in ((5, 12), (8, 8), (3, 40)):
+            best = torch.stack([torch.randperm(c, generator=g)[:r] for _ in range(32)])
+            benefit = torch.randint(0, 3, (32, r, c), generator=g).double().scatter_(2, best[..., None], 3.0)
+            flat = torch.rand(32, r, 1, generator=g) < 0.4
+            flat[::4, 0] = True
+            benefit = torch.where(flat, torch.randint(0, 4, (32, r, 1), generator=g).double(), benefit)
+            benefit[::4, 0, 1] -= 0.5  # a near miss in every fourth problem: row 0's best is tied
+            for mx in (False, True):
+                cost = (benefit if mx else -benefit).to(dtype)
+                for view in (cost, cost.transpose(1, 2)):
+                    twin = ata_ext.linear_sum_assignment(view, mx, algorithm="auction")
+                    out, status = emulated_auction(lib, view, mx, seed=r)
+                    assert bool((status == OK).all()) and torch.equal(out, twin), (dtype, r, c, mx)
+                    assert int(ata_ext.testing.auction_rounds(view, mx).sum()) > 0  # not all at first choices
+
+
 def test_kernel_reads_strided_costs(lib):
     g = torch.Generator().manual_seed(3)
     base = torch.rand(3, 25, 40, generator=g)

@@ -638,6 +638,63 @@ def test_first_choices_and_near_misses(device, algorithm, dtype):
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES + INT_DTYPES, ids=str)
+def test_first_choices_with_flat_rows(device, algorithm, dtype):
+    # Flat rows (one finite value in every column: zero tokens in video-like similarities) may sit
+    # among first choices (auction.h, "First choices"): the other rows take their best columns, the
+    # flat ones the columns left, lowest row first, lowest column first. What is not quite that
+    # reaches the solver: a flat row with one other value, or with a forbidden pair, and a row of
+    # forbidden pairs only (infeasible).
+    g = torch.Generator().manual_seed(22)
+    B, n, m = 6, 7, 9
+    hi = 1 if dtype == torch.bool else 5  # each row's best value; the others lie below it
+    best = torch.stack([torch.randperm(m, generator=g)[:n] for _ in range(B)])  # distinct in a problem
+    benefit = torch.randint(0, hi, (B, n, m), generator=g).double().scatter_(2, best[..., None], float(hi))
+    flat = [1, 4, 5]
+    benefit[:, flat] = torch.randint(0, hi + 1, (B, len(flat), 1), generator=g).double()  # a value per row
+    expected = best.clone()
+    for b in range(B):
+        left = sorted(set(range(m)) - {int(best[b, i]) for i in range(n) if i not in flat})
+        expected[b, flat] = torch.tensor(left[: len(flat)])
+    one_off = benefit.clone()
+    one_off[:, 4, 0] = 1 - one_off[:, 4, 0]  # row 4: one value differs (its best is tied, or unique)
+    for maximize in (False, True):
+        to_cost = lambda b: (b if maximize else hi - b).to(dtype)  # non-negative: fits the unsigned types
+        cost = to_cost(benefit)
+        for view in (cost, torch.cat([cost, cost], -1)[..., :m]):  # contiguous and strided rows
+            cols = solve(view, maximize, device, algorithm=algorithm)
+            assert torch.equal(cols, expected), (maximize, view.stride())
+        for view in (cost.transpose(-1, -2), to_cost(one_off)):
+            check_optimal(device, algorithm, view, solve(view, maximize, device, algorithm=algorithm), maximize)
+        if not dtype.is_floating_point:
+            continue
+        forbidden = cost.clone()
+        forbidden[:, 4, 2] = -math.inf if maximize else math.inf
+        check_optimal(device, algorithm, forbidden, solve(forbidden, maximize, device, algorithm=algorithm), maximize)
+        forbidden[2, 5] = -math.inf if maximize else math.inf
+        with pytest.raises(ValueError, match=r"infeasible.*problem 2 of the batch"):
+            solve(forbidden, maximize, device, algorithm=algorithm)
+
+
+def test_flat_rows_need_exact_values():
+    # A row counts as flat only where its value, as a double, stands for one input value: int64
+    # costs beyond 2^53 round to shared doubles. At 2^60, row 0's costs 2^60 + 1 and 2^60 are one
+    # double, but the row is not flat: taken as flat it would get column 0, the lowest left after
+    # row 1's first choice (column 1), one more than the optimum. So the first-choice check must
+    # not pass there (the auction's twin then runs rounds), where at 2^40 a flat row 0 passes.
+    from ata_ext.testing import auction_rounds
+
+    for big, delta, passes in ((2**40, 0, True), (2**60, 1, False)):
+        cost = torch.full((1, 2, 8), big, dtype=torch.int64)
+        cost[0, 0, 0] += delta
+        cost[0, 1] = (torch.arange(8) - 1).abs() * (big // 16)  # row 1: column 1 is its unique cheapest
+        assert bool(auction_rounds(cost).sum() == 0) == passes, big
+        if passes:
+            for algorithm in ("jv", "auction"):
+                assert solve(cost, algorithm=algorithm).tolist() == [[0, 1]]
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 @pytest.mark.parametrize("maximize", [False, True])
 def test_costs_near_the_double_limit(device, algorithm, maximize):
     # Finite costs up to +-1.7e308: their differences overflow a double. The JV solver's duals

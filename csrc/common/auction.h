@@ -156,22 +156,31 @@ C10_HOST_DEVICE inline Stats stats_merge(Stats a, const Stats& b) {
 // column of the row has that value. If every real row has one and no two rows share it, each row
 // holds its best column: no assignment beats that sum of row maxima, so it is the optimum, exactly
 // (of the values as given, not of their levels), and no round is needed. Video-like similarities
-// are such problems. Both solvers check this before anything else (the twin, and the CPU batch
-// driver for the JV solver too, with lsa_first_choices in csrc/cpu/lsa_batch_cpu.h, the same rule
-// in CPU vector loops; the emulator tests hold the two to the same answers): on the GPU a kernel of its own
-// (first_choice_kernel, many warps an SM) reads the costs at memory speed, where the auction's
-// load pass, one block an SM for a 196 x 196 problem, is bound by memory latency. Benefits are
-// compared as doubles in both (exact for every float input; for int64 beyond 2^53 two values can
-// round to one double, which only makes a row fail the check).
+// are such problems. Flat rows (one finite value in every column) may sit among them: such a row
+// values every column alike, so whichever columns they take the sum is the same, and the maxima
+// of the others are still reached when the flat rows, lowest first, take the columns left, lowest
+// first (in video-like similarities, the rows of zero tokens, such as padding: with them every
+// such problem once failed the check). Both solvers check this before anything
+// else (the twin, and the CPU batch driver for the JV solver too, with lsa_first_choices in
+// csrc/cpu/lsa_batch_cpu.h, the same rule in CPU vector loops; the emulator tests hold the two to
+// the same answers): on the GPU a kernel of its own (first_choice_kernel, many warps an SM) reads
+// the costs at memory speed, where the auction's load pass, one block an SM for a 196 x 196
+// problem, is bound by memory latency. Benefits are compared as doubles in both (exact for every
+// float input; for int64 beyond 2^53 two values can round to one double, which only makes a row
+// fail the uniqueness check; a row counts as flat only if its value is below 2^53 in magnitude,
+// where no other int64 rounds to it).
 struct FirstChoice {
-  double v;      // the highest benefit so far
-  int32_t j;     // its column (-1: none yet)
-  bool unique;   // no other column seen has v
-  bool invalid;  // NaN or +inf seen: the auction reports the problem, the check never passes
+  double v;       // the highest benefit so far
+  int32_t j;      // its column (-1: none yet)
+  int32_t count;  // columns seen that have v
+  bool invalid;   // NaN or +inf seen: the auction reports the problem, the check never passes
 };
 
+constexpr int32_t kFlatChoice = -2;           // first_choice_of's answer for a flat row
+constexpr double kFlatLimit = 9007199254740992.0;  // 2^53: a flat row's value lies strictly within +-this
+
 C10_HOST_DEVICE inline FirstChoice first_choice_init() {
-  return FirstChoice{-INFINITY, -1, false, false};
+  return FirstChoice{-INFINITY, -1, 0, false};
 }
 
 C10_HOST_DEVICE inline void first_choice_add(FirstChoice& f, double b, int32_t j) {
@@ -180,27 +189,31 @@ C10_HOST_DEVICE inline void first_choice_add(FirstChoice& f, double b, int32_t j
   } else if (b > f.v) {
     f.v = b;
     f.j = j;
-    f.unique = true;
+    f.count = 1;
   } else if (b == f.v) {
-    f.unique = false;
+    ++f.count;
   }
 }
 
-// Any order of merges gives the same answer where it matters: the column of a unique maximum.
+// Any order of merges gives the same answer where it matters: the column of a unique maximum, and
+// how many columns hold the maximum.
 C10_HOST_DEVICE inline FirstChoice first_choice_merge(FirstChoice a, const FirstChoice& b) {
   const bool invalid = a.invalid || b.invalid;
   if (b.v > a.v) {
     a = b;
   } else if (b.v == a.v) {
-    a.unique = false;
+    a.count += b.count;
   }
   a.invalid = invalid;
   return a;
 }
 
-// The row's first choice, or -1 (no unique finite maximum, or an invalid entry).
-C10_HOST_DEVICE inline int32_t first_choice_column(const FirstChoice& f) {
-  return !f.invalid && f.unique && f.v > -INFINITY ? f.j : -1;
+// The first choice of a row of n columns: its column, kFlatChoice for a flat row, or -1 (no unique
+// finite maximum, or an invalid entry).
+C10_HOST_DEVICE inline int32_t first_choice_of(const FirstChoice& f, int64_t n) {
+  if (f.invalid || !(f.v > -INFINITY)) return -1;
+  if (f.count == 1) return f.j;
+  return f.count == n && f.v < kFlatLimit && f.v > -kFlatLimit ? kFlatChoice : -1;
 }
 
 // How finite benefits map to integers: B = rint((h*b - h*lo) / div * scale), B in [0, levels],

@@ -72,7 +72,7 @@ __device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
     au::FirstChoice o;
     o.v = __shfl_down_sync(0xffffffffu, f.v, off);
     o.j = __shfl_down_sync(0xffffffffu, f.j, off);
-    o.unique = __shfl_down_sync(0xffffffffu, static_cast<int>(f.unique), off);
+    o.count = __shfl_down_sync(0xffffffffu, f.count, off);
     o.invalid = __shfl_down_sync(0xffffffffu, static_cast<int>(f.invalid), off);
     f = au::first_choice_merge(f, o);
   }
@@ -83,7 +83,7 @@ __device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
 constexpr int kFirstChoiceThreads = 256;
 
 // The first choice (auction.h) of every real row of every problem, a warp a row: first[b * r + i]
-// is row i's column of unique highest benefit, or -1. auction_kernel then ends every problem whose
+// is row i's column of unique highest benefit, kFlatChoice for a flat row, or -1. auction_kernel then ends every problem whose
 // first choices are distinct before it loads a single cost.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kFirstChoiceThreads) first_choice_kernel(const scalar_t* __restrict__ cost,
@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kFirstChoiceThreads) first_choice_kernel(const
       au::first_choice_add(f, maximize ? v : -v, static_cast<int32_t>(j));
     }
     f = warp_first_choice(f);
-    if (lane == 0) first[w] = au::first_choice_column(f);
+    if (lane == 0) first[w] = au::first_choice_of(f, n);
   }
 }
 
@@ -188,10 +188,11 @@ __device__ __noinline__ void set_start_prices(const int32_t* lv, unsigned long l
 }
 
 // Whether the first choices chosen[0..r) of an r x n problem (first_choice_kernel) are distinct
-// columns, by the whole block, with owner (n entries) and *flag as shared scratch; if they are,
-// they are the optimum (auction.h) and are written to out (the problem's N entries, transposed
-// back where r counts the input's columns). Not inlined, like set_start_prices: it runs once a
-// problem, and inlined it made ptxas spill in more of the 1024-thread kernels.
+// columns, flat rows aside, by the whole block, with owner (n entries) and *flag as shared
+// scratch; if they are, they are the optimum (auction.h), the flat rows taking the columns left,
+// and are written to out (the problem's N entries, transposed back where r counts the input's
+// columns). Not inlined, like set_start_prices: it runs once a problem, and inlined it made
+// ptxas spill in more of the 1024-thread kernels.
 template <int kThreads>
 __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r, int64_t n, bool transpose,
                                                 int32_t* owner, int* flag, int64_t* out) {
@@ -201,6 +202,7 @@ __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r
   __syncthreads();
   for (int64_t i = tid; i < r; i += kThreads) {
     const int32_t j = chosen[i];
+    if (j == au::kFlatChoice) continue;
     if (j < 0 || atomicExch(&owner[j], static_cast<int32_t>(i)) != -1) atomicExch(flag, 0);
   }
   __syncthreads();  // also orders the kernel's -1 fill of out before the answer
@@ -208,10 +210,27 @@ __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r
   __syncthreads();  // every thread has read the flag before the kernel reuses it
   if (taken) {
     for (int64_t i = tid; i < r; i += kThreads) {
+      const int32_t j = chosen[i];
+      if (j == au::kFlatChoice) continue;
       if (transpose) {
-        out[chosen[i]] = i;
+        out[j] = i;
       } else {
-        out[i] = chosen[i];
+        out[i] = j;
+      }
+    }
+    // The flat rows, lowest first, take the columns left, lowest first, as the twin's
+    // lsa_first_choices does. One thread: this runs once a problem, and the other threads' writes
+    // above touch other entries of out and none of owner.
+    if (tid == 0) {
+      for (int64_t i = 0, j = 0; i < r; ++i) {
+        if (chosen[i] != au::kFlatChoice) continue;
+        while (owner[j] != -1) ++j;
+        if (transpose) {
+          out[j] = i;
+        } else {
+          out[i] = j;
+        }
+        ++j;
       }
     }
   }
@@ -279,7 +298,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
   __shared__ int64_t pool_lo, pool_hi;  // the lowest and highest price of the columns the pool takes
 
-  // 0. The first choices (first_choice_kernel): if no two rows share one, they are the answer.
+  // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
+  // are the answer.
   if (take_first_choices<kThreads>(first + b * r, r, n, transpose, owner, &solved, out + b * N)) {
     if (tid == 0) status[b] = kOk;
     return;
