@@ -23,14 +23,15 @@ def main():
         (torch.rand(4, 49, 49, generator=g), False),           # shared-memory levels
         (video_similarity(4, 196, generator=g), True),        # the ATA case: ends at its first choices
         (mixed_first_choices(g), True),                       # first choices for some problems, rounds for one
+        (video_similarity(4, 196, generator=g, padding=14), True),  # first choices with flat rows (zero tokens)
         (torch.rand(3, 7, 12, generator=g).half(), False),    # N < M, fp16
         (torch.rand(3, 12, 7, generator=g).double(), True),   # N > M
         (video_similarity(1, 250, generator=g), True),        # global-memory levels (n > ~237)
         (torch.rand(1, 240, 240, generator=g), False),        # global levels, long chains of rounds
     ]
-    # The first three once more with global levels behind candidate lists (the n > ~237 path) where
+    # The first four once more with global levels behind candidate lists (the n > ~237 path) where
     # they would fit in shared memory: smaller blocks, several an SM (ATA_EXT_AUCTION_LEVELS).
-    for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in cases[:3]]:
+    for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in cases[:4]]:
         os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
         assert_optimal(cost.double(), out.cpu(), mx, algorithm="auction")
