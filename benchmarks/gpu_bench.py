@@ -7,7 +7,8 @@ Measures, answers checked against scipy on a sample first:
   - rectangular batches (DETR-style 100 queries x 10 targets, 300 x 20, 150 x 196)
   - the shared-memory path against global levels behind candidate lists (ATA_EXT_AUCTION_LEVELS)
     at 224 and 4096 x 196^2 and 1024 x 98^2
-  - video-like costs with 14 zero tokens ("video0": flat rows, which bid with the dummies' pool)
+  - video-like costs with 14 zero tokens ("video0": flat rows, which bid with the dummies' pool),
+    and with 14 padding tokens, zero in both frames ("video_pad": flat rows among first choices)
   - uniform costs with 10% of pairs forbidden ("forbid10"; eps starts from the finite range)
   - the auction's weak spots: uniform costs whose first 10 rows and columns are copies ("dup10"),
     and DETR-style costs whose predictions cluster ("detr", ata_ext.testing.detr_costs, spread 0.1)
@@ -39,6 +40,8 @@ def problems(kind, batch, n, m=None, seed=0):
         sim[:, :14] = 0
         sim[:, :, :14] = 0
         return sim, True
+    if kind == "video_pad":  # 14 padding tokens, zero in both frames: flat rows among first choices
+        return video_similarity(batch, n, generator=g, padding=14), True
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
     cost = torch.rand(batch, n, m or n, generator=g)
@@ -159,6 +162,7 @@ def main():
         record(kind, batch, 196, scipy_too=False, levels="global")
     record("uniform", 1024, 98, scipy_too=False, levels="global")
     record("video0", 224, 196)
+    record("video_pad", 224, 196)
     record("forbid10", 224, 196)
     record("dup10", 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
