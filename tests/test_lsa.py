@@ -592,6 +592,16 @@ def test_first_choices_are_exact(device, algorithm, maximize):
     assert solve(sign * wide.T, maximize, device, algorithm=algorithm).tolist() == [1, 0, -1]
 
 
+def distinct_best_problems(g, dtype, B=6, n=7, m=9):
+    """(benefit, best, hi): B problems of n x m float64 benefits in which row i's best value, hi,
+    sits in column best[b, i] alone (distinct within a problem) and the others are integers below
+    it; hi is 1 for bool costs, else 5."""
+    hi = 1 if dtype == torch.bool else 5
+    best = torch.stack([torch.randperm(m, generator=g)[:n] for _ in range(B)])
+    benefit = torch.randint(0, hi, (B, n, m), generator=g).double().scatter_(2, best[..., None], float(hi))
+    return benefit, best, hi
+
+
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES + INT_DTYPES, ids=str)
 def test_first_choices_and_near_misses(device, algorithm, dtype):
@@ -600,10 +610,8 @@ def test_first_choices_and_near_misses(device, algorithm, dtype):
     # everything else must reach the solver unharmed: a tie at a row's best, two rows sharing a
     # best column, a forbidden pair, NaN, +0.0 against -0.0, strided rows, transposes.
     g = torch.Generator().manual_seed(21)
-    B, n, m = 6, 7, 9
-    hi = 1 if dtype == torch.bool else 5  # each row's best value; the others lie below it
-    best = torch.stack([torch.randperm(m, generator=g)[:n] for _ in range(B)])  # distinct in a problem
-    benefit = torch.randint(0, hi, (B, n, m), generator=g).double().scatter_(2, best[..., None], float(hi))
+    benefit, best, hi = distinct_best_problems(g, dtype)
+    B, n, m = benefit.shape
     tie = benefit.clone()
     tie[:, 3].scatter_(1, (best[:, 3, None] + 1) % m, float(hi))
     shared = benefit.clone()
@@ -646,10 +654,8 @@ def test_first_choices_with_flat_rows(device, algorithm, dtype):
     # reaches the solver: a flat row with one other value, or with a forbidden pair, and a row of
     # forbidden pairs only (infeasible).
     g = torch.Generator().manual_seed(22)
-    B, n, m = 6, 7, 9
-    hi = 1 if dtype == torch.bool else 5  # each row's best value; the others lie below it
-    best = torch.stack([torch.randperm(m, generator=g)[:n] for _ in range(B)])  # distinct in a problem
-    benefit = torch.randint(0, hi, (B, n, m), generator=g).double().scatter_(2, best[..., None], float(hi))
+    benefit, best, hi = distinct_best_problems(g, dtype)
+    B, n, m = benefit.shape
     flat = [1, 4, 5]
     benefit[:, flat] = torch.randint(0, hi + 1, (B, len(flat), 1), generator=g).double()  # a value per row
     expected = best.clone()
