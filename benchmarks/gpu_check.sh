@@ -12,7 +12,8 @@
 # summary.txt gets the device, versions, pass/fail counts, sanitizer verdicts and the benchmark
 # tables, each stage with its wall time; build.log the build's tail. Stages can run in separate
 # calls (each writes its own files) when one call has a time limit. Without a GPU it says so and
-# exits non-zero.
+# exits non-zero. On a machine without network, WHEELS=DIR installs the wheels in DIR first (for
+# example lapx, which the benchmarks compare with and skip when it is missing).
 set -uo pipefail
 OUTDIR=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [sanitizer] [bench]}
 shift
@@ -25,6 +26,9 @@ export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the in-place build, not an installed copy
 summary="$OUTDIR/summary.txt"
 
+if [ -n "${WHEELS:-}" ]; then
+  "$PY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl >> "$summary" 2>&1 || echo "wheels from $WHEELS: install FAILED" >> "$summary"
+fi
 if ! "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; then
   echo "gpu_check: no CUDA GPU is visible to $PY: nothing was checked" | tee "$summary"
   exit 1
