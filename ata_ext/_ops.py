@@ -32,15 +32,19 @@ ops = torch.ops.ata_ext
 
 
 @torch.library.register_fake("ata_ext::linear_sum_assignment")
-def _lsa_fake(cost, maximize=False, check=True):
+def _lsa_fake(cost, maximize=False, check=True, cost_limit=None):
     return cost.new_empty(cost.shape[:-1], dtype=torch.long)
 
 
 @torch.library.register_fake("ata_ext::linear_sum_assignment_ragged")
-def _lsa_ragged_fake(costs, maximize=False, check=True):
+def _lsa_ragged_fake(costs, maximize=False, check=True, cost_limit=None):
     for k, c in enumerate(costs):
         torch._check(c.dim() == 2, lambda: f"linear_sum_assignment_ragged: costs[{k}] must be 2-D (N, M)")
-    pairs = [c.new_empty(min(c.shape), dtype=torch.long) for c in costs]
+    if cost_limit is None:
+        pairs = [c.new_empty(min(c.shape), dtype=torch.long) for c in costs]
+    else:  # as many pairs as beat the limit (at most min(N, M)): known only from the data
+        ctx = torch.library.get_ctx()
+        pairs = [c.new_empty(ctx.new_dynamic_size(), dtype=torch.long) for c in costs]
     return pairs, [p.new_empty(p.shape) for p in pairs]
 
 

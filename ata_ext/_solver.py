@@ -1,4 +1,7 @@
 """The public batched assignment solver."""
+import math
+import numbers
+
 import torch
 
 from ._ops import ops
@@ -9,7 +12,7 @@ _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.ui
            torch.int32, torch.int64, torch.bool)
 
 
-def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True):
+def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="auto", check=True):
     """Solves a batch of dense linear assignment problems exactly.
 
     Args:
@@ -17,6 +20,13 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
             bfloat16, float32, float64, uint8, int8, int16, int32, int64 or bool), any strides, on the CPU or a CUDA device.
             +inf (when minimising) or -inf (when maximising) marks a forbidden pair.
         maximize: maximise the total instead of minimising it.
+        cost_limit: a finite number, or None (the default). If given, a row may stay unmatched:
+            the answer is the set of pairs, each below the limit (above it when maximising), that
+            saves the most against it, min of the sum of (cost - cost_limit) over the matched
+            pairs. A pair at or beyond the limit is never matched; forbidden pairs cannot make a
+            problem infeasible. That is the optimum lapx's cost_limit gives (rows and columns left
+            unmatched at cost_limit / 2 each). Solved as one extended problem (README, "Partial
+            assignment"); unmatched rows hold -1.
         algorithm: "auto" (the default: Jonker-Volgenant on the CPU, the auction on CUDA),
             "jv" (CPU only) or "auction" (the CUDA kernel, or on the CPU its serial twin, which
             returns bit-identical assignments).
@@ -76,12 +86,78 @@ def linear_sum_assignment(cost, maximize=False, *, algorithm="auto", check=True)
     if algorithm == "jv" and cost.device.type != "cpu":
         raise ValueError("linear_sum_assignment: algorithm='jv' runs on the CPU only; move the tensor with .cpu()")
     maximize = bool(maximize)
+    if cost_limit is not None:
+        limit = _check_limit(cost_limit, "linear_sum_assignment")
+        if algorithm != "auction" and cost.device.type in ("cpu", "meta"):  # JV takes the limit natively
+            return ops.linear_sum_assignment(cost, maximize, check, float(limit))
+        if cost.shape[-1] and cost.shape[-2]:  # otherwise there is nothing to match: the plain answer
+            return _solve_limited(cost, maximize, limit, algorithm, check)
     if algorithm == "auction":
         return ops.lsa_auction(cost, maximize, check)
     return ops.linear_sum_assignment(cost, maximize, check)
 
 
-def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", check=True):
+def _check_limit(limit, name):
+    """cost_limit as a Python number (int kept exact for int64 costs), or a clear error."""
+    if isinstance(limit, torch.Tensor) and limit.numel() == 1 and not limit.is_complex():
+        limit = limit.item()
+    if isinstance(limit, bool) or not isinstance(limit, numbers.Real):
+        raise TypeError(f"{name}: cost_limit must be a real number or None, got {type(limit).__name__}")
+    if isinstance(limit, numbers.Integral) and -2**63 <= limit < 2**63:
+        return int(limit)  # exact, for int64 costs
+    limit = float(limit)
+    if not math.isfinite(limit):
+        raise ValueError(f"{name}: cost_limit must be finite (None for no limit), got {limit}")
+    return limit
+
+
+def _limit_dtype(dtype, limit):
+    """The dtype of the extended problem: the cost's own where it holds the limit exactly (so
+    integer costs stay integers, which both solvers solve exactly), float64 otherwise (which holds
+    every cost of the float types and integers up to 2**53 exactly, as the CPU solver works)."""
+    dtype = torch.uint8 if dtype == torch.bool else dtype
+    info = torch.finfo(dtype) if dtype.is_floating_point else torch.iinfo(dtype)
+    if info.min <= limit <= info.max and torch.tensor(limit, dtype=dtype).item() == limit:
+        return dtype
+    return torch.float64
+
+
+def _limit_extension(cost, limit):
+    """(ext, flipped): one problem per problem of cost (..., N, M) that may leave lines unmatched.
+    Its rows are cost's shorter side, s, and its columns the longer side, l, followed by s columns
+    of the limit: a row either takes a real column or pays the limit, so the extended problem's
+    objective is the sum of (cost - limit) over the real pairs plus a constant, s * limit. It is
+    always feasible, and an optimum never needs a pair beyond the limit (a free limit column
+    is as cheap). The shorter side as rows keeps the extension small: s x (l + s)."""
+    flipped = cost.shape[-2] > cost.shape[-1]
+    c = cost.mT if flipped else cost
+    s, l = c.shape[-2:]
+    ext = c.new_full((*c.shape[:-1], l + s), limit, dtype=_limit_dtype(cost.dtype, limit))
+    ext[..., :l].copy_(c)
+    return ext, flipped
+
+
+def _solve_limited(cost, maximize, limit, algorithm, check):
+    n, m = cost.shape[-2:]
+    ext, flipped = _limit_extension(cost, limit)
+    l = m if not flipped else n
+    cols = linear_sum_assignment(ext, maximize, algorithm=algorithm, check=check)  # -1: a failed problem
+    # A real pair exactly at the limit ties with a limit column: leave its row unmatched (as
+    # optimal), so every matched pair beats the limit. (The auction, within its tolerance, could
+    # even pick one beyond it: dropped the same way, which only lowers the total.)
+    value = ext.gather(-1, cols.clamp(0, l - 1).unsqueeze(-1)).squeeze(-1)
+    matched = (cols >= 0) & (cols < l) & ((value > limit) if maximize else (value < limit))
+    if not flipped:
+        return cols.masked_fill(~matched, -1)
+    # cols[..., j] is column j's row: scatter j into its row; unmatched columns write to a spare
+    # slot, n, cut off after.
+    out = torch.full((*cost.shape[:-1],), -1, dtype=torch.long, device=cost.device)
+    out = torch.cat([out, out[..., :1]], -1)
+    j = torch.arange(m, device=cost.device).expand(cols.shape)
+    return out.scatter_(-1, torch.where(matched, cols, n), j)[..., :n]
+
+
+def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algorithm="auto", check=True):
     """Solves problems of different shapes (DETR: one Q x T_k cost per image) in one call, and
     answers per problem as scipy does.
 
@@ -100,13 +176,16 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", che
             linear_sum_assignment takes (mixed dtypes are promoted); +inf (-inf when maximising)
             marks a forbidden pair.
         maximize, algorithm: as for linear_sum_assignment.
+        cost_limit: as for linear_sum_assignment: only pairs below the limit (above it when
+            maximising) are matched, as few as the optimum has. Their number depends on the data,
+            so on CUDA finding it costs a host sync.
         check: raise on an invalid or infeasible problem, naming its index in costs (on CUDA a host
             sync). With check=False such a problem's pairs hold -1, and nothing syncs.
 
     Returns:
         A list with one (row_ind, col_ind) pair per problem, int64 tensors of length min(N_k, M_k)
-        on the problems' device, row_ind increasing, as scipy.optimize.linear_sum_assignment
-        returns them.
+        (fewer with cost_limit) on the problems' device, row_ind increasing, as
+        scipy.optimize.linear_sum_assignment returns them.
     """
     if isinstance(costs, torch.Tensor) or not hasattr(costs, "__len__"):
         raise TypeError("linear_sum_assignment_ragged: costs must be a list or tuple of 2-D tensors, got "
@@ -129,11 +208,15 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", che
         raise ValueError("linear_sum_assignment_ragged: algorithm='jv' runs on the CPU only; move the tensors with .cpu()")
     if not costs:
         return []
+    limit = None if cost_limit is None else _check_limit(cost_limit, "linear_sum_assignment_ragged")
     if algorithm == "jv" or (algorithm == "auto" and costs[0].device.type in ("cpu", "meta")):
         # Jonker-Volgenant solves each problem at its own size, in parallel: no padding. (Meta
         # tensors go to the op's fake kernel: the shapes of the answer follow from the inputs'.)
-        rows, cols = ops.linear_sum_assignment_ragged(costs, bool(maximize), bool(check))
+        rows, cols = ops.linear_sum_assignment_ragged(costs, bool(maximize), bool(check),
+                                                      None if limit is None else float(limit))
         return list(zip(rows, cols))
+    if limit is not None:
+        return _ragged_limited(costs, maximize, limit, algorithm, check)
     # The auction (CUDA, or its CPU twin) solves one padded batch per group, as its kernel needs.
     dtype = costs[0].dtype
     for c in costs[1:]:
@@ -180,6 +263,33 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, algorithm="auto", che
             row_ind, col_ind = row_ind.masked_fill(lost, -1), col_ind.masked_fill(lost, -1)
         for k, r, c in zip(ks, row_ind.split(short), col_ind.split(short)):
             out[k] = (r, c)
+    return out
+
+
+def _ragged_limited(costs, maximize, limit, algorithm, check):
+    """linear_sum_assignment_ragged with a cost limit, for the auction: every problem extended as
+    linear_sum_assignment extends it (_limit_extension), solved in one call, and its pairs that
+    take a real column and beat the limit kept. How many that is per problem is the one host sync."""
+    exts = [_limit_extension(c.detach(), limit) for c in costs]
+    pairs = linear_sum_assignment_ragged([e for e, _ in exts], maximize, algorithm=algorithm, check=check)
+    keeps = []
+    for (ext, _), (r, c) in zip(exts, pairs):
+        if not len(c):
+            keeps.append(c >= 0)
+            continue
+        l = ext.shape[1] - ext.shape[0]  # >= 1: the problem has a row
+        value = ext[r.clamp(min=0), c.clamp(0, l - 1)]
+        keep = (c < l) & ((value > limit) if maximize else (value < limit))
+        keeps.append(keep | (c[0] < 0))  # a failed problem (check=False) keeps its -1 pairs, as without a limit
+    counts = torch.stack([k.sum() for k in keeps]).tolist()
+    out = []
+    for (_, flipped), (r, c), keep, count in zip(exts, pairs, keeps, counts):
+        at = keep.nonzero_static(size=count).view(-1)
+        r, c = r[at], c[at]
+        if flipped:  # the rows were the problem's columns: swap back and order by row
+            order = c.argsort()
+            r, c = c[order], r[order]
+        out.append((r, c))
     return out
 
 

@@ -247,6 +247,51 @@ def assert_optimal(cost, cols, maximize=False, algorithm="jv"):
         assert abs(got - ref) <= t, f"problem {b}: objective {got!r}, scipy {ref!r} (tolerance {t})"
 
 
+def scipy_limited_assignment(cost, limit, maximize=False):
+    """scipy's answer to one 2-D problem with a cost limit (linear_sum_assignment's cost_limit),
+    on the construction lapx documents: a square (N+M) problem in which every row and every column
+    may go unmatched at limit / 2 (rows to M dummy columns, columns to N dummy rows, dummy pairs
+    free). Returns (rows, cols) of the real pairs, as numpy arrays. float64 on the CPU."""
+    from scipy.optimize import linear_sum_assignment
+
+    c = cost.detach().cpu().double().numpy()
+    n, m = c.shape
+    ext = np.full((n + m, m + n), limit / 2.0)
+    ext[n:, m:] = 0.0
+    ext[:n, :m] = c
+    r, k = linear_sum_assignment(ext, maximize=maximize)
+    real = (r < n) & (k < m)
+    return r[real], k[real]
+
+
+def assert_optimal_limited(cost, cols, limit, maximize=False, algorithm="jv"):
+    """Asserts that cols (..., N) solves every problem of cost (..., N, M) with cost_limit=limit:
+    distinct columns, every matched pair below the limit (above it when maximising), and a sum of
+    (cost - limit) over the matched pairs equal to scipy's (scipy_limited_assignment) within the
+    tolerance of `algorithm` on the problem the solvers extend it to (the shorter side as rows,
+    followed by one column of the limit per row)."""
+    n, m = cost.shape[-2:]
+    assert cols.shape == cost.shape[:-1], f"cols has shape {tuple(cols.shape)}, expected {tuple(cost.shape[:-1])}"
+    batch = cost.shape[:-2].numel()
+    flat_c = cost.detach().cpu().reshape(batch, n, m).double()
+    flat_s = cols.cpu().reshape(batch, n)
+    for b in range(batch):
+        c, s = flat_c[b], flat_s[b]
+        rows = (s >= 0).nonzero().flatten()
+        assert bool((s[s < 0] == -1).all()) and bool((s < m).all()), f"problem {b}: column index out of range"
+        assert len(s[rows].unique()) == len(rows), f"problem {b}: a column is assigned twice"
+        values = c[rows, s[rows]]
+        beats = values > limit if maximize else values < limit
+        assert bool(beats.all()), f"problem {b}: a matched pair does not beat the limit {limit}: {values[~beats]}"
+        got = float((values - limit).sum())
+        r, k = scipy_limited_assignment(c, limit, maximize)
+        ref = float((c.numpy()[r, k] - limit).sum())
+        short = c if n <= m else c.T
+        ext = torch.cat([short, torch.full((short.shape[0], short.shape[0]), float(limit), dtype=torch.float64)], 1)
+        t = tolerance(ext, algorithm, maximize)
+        assert abs(got - ref) <= t, f"problem {b}: sum of (cost - limit) {got!r}, scipy {ref!r} (tolerance {t})"
+
+
 def auction_rounds(cost, maximize=False):
     """What the auction's solve of each problem costs, counted by its CPU twin, which runs the
     CUDA kernel's rounds exactly: int64 (..., 2), [rounds in which several rows bid, steps of

@@ -17,13 +17,16 @@
 TORCH_LIBRARY(ata_ext, m) {
   // Batched dense linear assignment. cost (..., N, M) -> (..., N) int64 column per row, -1 for
   // rows left unassigned when N > M. `check` turns on the input validation that raises on NaN,
-  // wrong-sign infinities and infeasible problems (one host sync on CUDA).
-  m.def("linear_sum_assignment(Tensor cost, bool maximize=False, bool check=True) -> Tensor");
+  // wrong-sign infinities and infeasible problems (one host sync on CUDA). `cost_limit` (CPU
+  // only; on CUDA ata_ext.linear_sum_assignment extends the problem itself): only pairs below
+  // it (above, when maximising) are matched, those that save most against it.
+  m.def("linear_sum_assignment(Tensor cost, bool maximize=False, bool check=True, float? cost_limit=None) -> Tensor");
   // The same for a list of 2-D problems of different shapes, each solved at its own size (CPU
   // only: ata_ext.linear_sum_assignment_ragged batches them padded for the auction): per problem
-  // (rows, cols) int64 of its min(N, M) matched pairs, rows increasing, as scipy returns them;
-  // a failed problem's pairs are -1 when check is off.
-  m.def("linear_sum_assignment_ragged(Tensor[] costs, bool maximize=False, bool check=True) -> (Tensor[], Tensor[])");
+  // (rows, cols) int64 of its min(N, M) matched pairs (fewer with cost_limit), rows increasing,
+  // as scipy returns them; a failed problem's min(N, M) pairs are -1 when check is off.
+  m.def("linear_sum_assignment_ragged(Tensor[] costs, bool maximize=False, bool check=True, float? cost_limit=None) "
+        "-> (Tensor[], Tensor[])");
   // The auction solver: the CUDA kernel, and on the CPU its serial twin with the same integer
   // arithmetic (bit-identical results). Same contract as linear_sum_assignment.
   m.def("lsa_auction(Tensor cost, bool maximize=False, bool check=True) -> Tensor");

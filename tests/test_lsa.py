@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ata_ext
-from ata_ext.testing import (FLOAT_DTYPES, INT_DTYPES, assert_optimal, devices, objective, random_problems,
-                             scipy_objective, solver_families, video_similarity)
+from ata_ext.testing import (FLOAT_DTYPES, INT_DTYPES, assert_optimal, assert_optimal_limited, devices, objective,
+                             random_problems, scipy_limited_assignment, scipy_objective, solver_families,
+                             video_similarity)
 
 # (device, algorithm) pairs: every CPU solver, and the default solver on each GPU.
 SOLVERS = [("cpu", "jv"), ("cpu", "auction")] + [(d, "auto") for d in devices() if d != "cpu"]
@@ -393,6 +394,127 @@ def test_ragged_errors():
         lsa([torch.tensor([[float("inf"), 1.0]])], maximize=True)
 
 
+def limited_families(g):
+    """(cost, limit) problems for cost_limit: uniform, tracking-like distances (two point sets that
+    moved a little), integer ties with whole and fractional limits, forbidden pairs (rows with none
+    allowed), constant and huge-range costs, both orientations and several batch shapes."""
+    yield torch.rand(4, 12, 12, generator=g), 0.3
+    p = torch.rand(3, 30, 2, generator=g)
+    q = p[:, torch.randperm(30, generator=g)[:24]] + 0.02 * torch.randn(3, 24, 2, generator=g)
+    yield torch.cdist(p, q), 0.05  # tracking: 30 tracks, 24 detections
+    yield torch.cdist(q, p), 0.05  # and the other way round
+    yield torch.randint(0, 6, (3, 9, 14), generator=g), 3  # ties at the limit
+    yield torch.randint(0, 6, (3, 14, 9), generator=g).float(), 2.5
+    c = torch.rand(3, 10, 16, generator=g).double()
+    c[torch.rand(c.shape, generator=g) < 0.6] = float("inf")
+    c[:, 0] = float("inf")  # a row with no allowed pair: unmatched, not infeasible
+    yield c, 0.7
+    yield torch.full((2, 6, 6), 2.0), 2.0  # every pair at the limit: nothing matched
+    yield torch.full((2, 6, 6), 2.0), 2.5  # every pair below it: all matched
+    yield torch.rand(2, 8, 8, generator=g).double() * 1e12 - 5e11, 0.0
+    yield torch.rand(2, 3, 4, 5, generator=g).half(), 0.4  # batch dims; the limit is not a float16
+    yield torch.rand(1, 40, 40, generator=g).bfloat16(), 0.0625
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("maximize", [False, True])
+def test_cost_limit_matches_scipy(device, algorithm, maximize):
+    g = torch.Generator().manual_seed(21)
+    for cost, limit in limited_families(g):
+        if maximize:  # the same problems, mirrored: benefits above -limit
+            cost, limit = -cost, -limit
+        out = solve(cost, maximize, device, algorithm, cost_limit=limit)
+        jv = algorithm == "jv" or (algorithm == "auto" and device == "cpu")
+        assert_optimal_limited(cost, out, limit, maximize, algorithm="jv" if jv else "auction")
+        # The same problems through linear_sum_assignment_ragged: scipy's pairs of matched rows.
+        flat = cost.reshape(-1, *cost.shape[-2:]).to(device)
+        for c, (r, k) in zip(flat, ata_ext.linear_sum_assignment_ragged(list(flat), maximize, cost_limit=limit,
+                                                                         algorithm=algorithm)):
+            cols = torch.full((c.shape[0],), -1, dtype=torch.long)
+            cols[r.cpu()] = k.cpu()
+            assert bool((r.diff() > 0).all()) and len(r) == len(k)
+            assert_optimal_limited(c.cpu(), cols, limit, maximize, algorithm="jv" if jv else "auction")
+
+
+def test_cost_limit_answers():
+    inf = float("inf")
+    lsa = ata_ext.linear_sum_assignment
+    cost = torch.tensor([[1.0, 9.0, 9.0], [9.0, 3.0, 9.0], [9.0, 9.0, 5.0]])
+    assert lsa(cost, cost_limit=4.0).tolist() == [0, 1, -1]
+    assert lsa(cost, cost_limit=3.0).tolist() == [0, -1, -1]  # a pair at the limit stays unmatched
+    assert lsa(cost, cost_limit=0.5).tolist() == [-1, -1, -1]
+    assert lsa(cost, cost_limit=100).tolist() == [0, 1, 2]
+    assert lsa(cost, True, cost_limit=8.0).tolist() == [1, 2, 0]
+    # Not "solve, then drop the pairs beyond the limit": with a limit of 2.5 the plain optimum
+    # (1 + 1, both pairs below it) is best, with 1.5 one pair of 0 beats it (0 - 1.5 < 2 * (1 - 1.5)).
+    cost = torch.tensor([[1.0, 0.0], [inf, 1.0]])
+    assert lsa(cost, cost_limit=2.5).tolist() == [0, 1]
+    assert lsa(cost, cost_limit=1.5).tolist() == [1, -1]
+    # A problem that is infeasible without a limit, and the transposed shape.
+    cost = torch.tensor([[inf, inf], [1.0, 2.0]])
+    assert lsa(cost, cost_limit=5).tolist() == [-1, 0]
+    assert lsa(cost.T, cost_limit=5).tolist() == [1, -1]
+    # Every solver and both ops agree with the ones above, and with lapx's cost_limit.
+    lap = pytest.importorskip("lap")
+    g = torch.Generator().manual_seed(5)
+    for n, m in ((7, 7), (5, 11), (11, 5)):
+        c = torch.rand(n, m, generator=g).double()
+        _, x, _ = lap.lapjv(c.numpy(), extend_cost=True, cost_limit=0.25)
+        got = lsa(c, cost_limit=0.25)
+        rows = (got >= 0).nonzero().flatten()
+        lap_rows = np.flatnonzero(x >= 0)
+        assert math.isclose(float((c[rows, got[rows]] - 0.25).sum()), float((c.numpy()[lap_rows, x[lap_rows]] - 0.25).sum()),
+                            abs_tol=1e-12)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_cost_limit_dtypes_and_exactness(device, algorithm):
+    g = torch.Generator().manual_seed(22)
+    for dtype in FLOAT_DTYPES + INT_DTYPES:
+        hi = 2 if dtype == torch.bool else 9
+        cost = torch.randint(0, hi, (3, 10, 13), generator=g).to(dtype)
+        for limit in (1, 4, 4.5, hi):
+            out = solve(cost, device=device, algorithm=algorithm, cost_limit=limit)
+            assert_optimal_limited(cost, out, limit, algorithm="jv")  # small integers: exact on every solver
+    # int64 costs far beyond float precision and an integer limit: pairs near the limit are told apart.
+    big = 2**40
+    cost = torch.tensor([[big - 1, big + 1], [big + 1, big]])
+    assert solve(cost, device=device, algorithm=algorithm, cost_limit=big).tolist() == [0, -1]
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_cost_limit_errors_and_edges(device, algorithm):
+    def lsa(cost, **kw):
+        return solve(cost, device=device, algorithm=algorithm, **kw)
+
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError, match="cost_limit must be finite"):
+            lsa(torch.rand(3, 3), cost_limit=bad)
+    for bad in ("0.5", True, torch.ones(2), 1j, [0.5]):
+        with pytest.raises(TypeError, match="cost_limit must be a real number"):
+            lsa(torch.rand(3, 3), cost_limit=bad)
+    c = torch.rand(4, 6, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(lsa(c, cost_limit=torch.tensor(0.5)), lsa(c, cost_limit=0.5))  # a one-element tensor is a number
+    cost = torch.tensor([[float("nan"), 1.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="invalid numeric entries.*problem 1 of the batch"):
+        lsa(torch.stack([torch.zeros(2, 2), cost]), cost_limit=0.5)
+    out = lsa(torch.stack([torch.zeros(2, 2), cost]), cost_limit=0.5, check=False)
+    assert out.tolist() == [[0, 1], [-1, -1]]
+    with pytest.raises(ValueError, match=r"invalid numeric entries.*costs\[1\]"):
+        ata_ext.linear_sum_assignment_ragged([torch.zeros(2, 3).to(device), cost.to(device)], cost_limit=0.5,
+                                             algorithm=algorithm)
+    pairs = ata_ext.linear_sum_assignment_ragged([torch.zeros(2, 3).to(device), cost.to(device)], cost_limit=0.5,
+                                                 algorithm=algorithm, check=False)
+    assert pairs[1][0].tolist() == pairs[1][1].tolist() == [-1, -1]  # a failed problem, as without a limit
+    assert pairs[0][0].tolist() == [0, 1] and pairs[0][1].tolist() == [0, 1]
+    for shape in ((0, 4), (4, 0), (2, 0, 0), (3, 0, 5)):
+        out = lsa(torch.rand(shape), cost_limit=0.5)
+        assert out.shape == shape[:-1] and bool((out == -1).all())
+    # Strided input (a transposed view) answers as its contiguous copy.
+    c = torch.rand(3, 9, 6, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(lsa(c.mT, cost_limit=0.4), lsa(c.mT.contiguous(), cost_limit=0.4))
+
+
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_large_and_tie_heavy_terminate(device, algorithm):
     g = torch.Generator().manual_seed(4)
@@ -477,6 +599,21 @@ def test_property_objective_equals_scipy(algorithm, a, maximize):
 
 @pytest.mark.parametrize("algorithm", ["jv", "auction"])
 @given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=10),
+        elements=st.one_of(st.integers(-3, 3).map(float), st.floats(-5, 5)),  # ties, also at the limit
+    ),
+    st.one_of(st.integers(-3, 3), st.floats(-5, 5)),
+    st.booleans(),
+)
+def test_property_cost_limit(algorithm, a, limit, maximize):
+    cost = torch.from_numpy(a)
+    assert_optimal_limited(cost, solve(cost, maximize, algorithm=algorithm, cost_limit=limit), limit, maximize, algorithm)
+
+
+@pytest.mark.parametrize("algorithm", ["jv", "auction"])
+@given(
     hnp.arrays(np.int64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=10), elements=st.integers(-5, 5)),
     st.booleans(),
 )
@@ -499,11 +636,16 @@ def test_opcheck(device, op):
     ]:
         args = (args[0].to(device),) + args[1:]
         torch.library.opcheck(getattr(torch.ops.ata_ext, op).default, args)
+    if op == "linear_sum_assignment" and device == "cpu":  # cost_limit: the CPU op's argument
+        for args in [(torch.rand(3, 7, 5, generator=g), False, True, 0.4),
+                     (torch.rand(3, 5, 7, generator=g).double(), True, False, 0.6)]:
+            torch.library.opcheck(torch.ops.ata_ext.linear_sum_assignment.default, args)
 
 
-def test_torch_compile_fullgraph():
+@pytest.mark.parametrize("cost_limit", [None, 1.5])
+def test_torch_compile_fullgraph(cost_limit):
     def f(c):
-        return ata_ext.linear_sum_assignment(c * 2.0, maximize=True) + 1
+        return ata_ext.linear_sum_assignment(c * 2.0, maximize=True, cost_limit=cost_limit) + 1
 
     c = torch.rand(4, 10, 10)
     assert torch.equal(torch.compile(f, fullgraph=True, backend="aot_eager")(c), f(c))
@@ -516,12 +658,15 @@ def test_ragged_opcheck_and_compile():
     costs = [torch.rand(5, 3, generator=g), torch.rand(2, 6, generator=g).double(), torch.rand(0, 4)]
     for maximize, check in ((False, True), (True, False)):
         torch.library.opcheck(torch.ops.ata_ext.linear_sum_assignment_ragged.default, (costs, maximize, check))
+        # With a cost limit the number of pairs depends on the data (the fake kernel's dynamic sizes).
+        torch.library.opcheck(torch.ops.ata_ext.linear_sum_assignment_ragged.default, (costs, maximize, check, 0.3))
 
-    def f(cs):
-        return [(r + 1, c) for r, c in ata_ext.linear_sum_assignment_ragged([x * 2.0 for x in cs])]
+    for limit in (None, 0.5):
+        def f(cs):
+            return [(r + 1, c) for r, c in ata_ext.linear_sum_assignment_ragged([x * 2.0 for x in cs], cost_limit=limit)]
 
-    for (r, c), (er, ec) in zip(torch.compile(f, fullgraph=True, backend="aot_eager")(costs), f(costs)):
-        assert torch.equal(r, er) and torch.equal(c, ec)
+        for (r, c), (er, ec) in zip(torch.compile(f, fullgraph=True, backend="aot_eager")(costs), f(costs)):
+            assert torch.equal(r, er) and torch.equal(c, ec)
 
 
 def test_auction_size_limit():

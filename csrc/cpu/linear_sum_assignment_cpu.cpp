@@ -436,13 +436,21 @@ LsaStatus jv_solve_threaded(const DenseProblem& p, int64_t* x, int64_t) {
   return jv_solve(p, x, s);
 }
 
-at::Tensor linear_sum_assignment_cpu(const at::Tensor& cost, bool maximize, bool check) {
-  return lsa_run_batch(cost, maximize, check, "linear_sum_assignment", jv_solve_threaded);
+void check_limit(std::optional<double> cost_limit, const char* op) {
+  TORCH_CHECK_VALUE(!cost_limit || std::isfinite(*cost_limit), op, ": cost_limit must be finite (None for no limit), got ",
+                    *cost_limit);
 }
 
-std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> linear_sum_assignment_ragged_cpu(at::TensorList costs,
-                                                                                              bool maximize, bool check) {
-  return lsa_run_list(costs, maximize, check, "linear_sum_assignment_ragged", jv_solve_threaded);
+at::Tensor linear_sum_assignment_cpu(const at::Tensor& cost, bool maximize, bool check,
+                                     std::optional<double> cost_limit) {
+  check_limit(cost_limit, "linear_sum_assignment");
+  return lsa_run_batch(cost, maximize, check, "linear_sum_assignment", jv_solve_threaded, cost_limit);
+}
+
+std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> linear_sum_assignment_ragged_cpu(
+    at::TensorList costs, bool maximize, bool check, std::optional<double> cost_limit) {
+  check_limit(cost_limit, "linear_sum_assignment_ragged");
+  return lsa_run_list(costs, maximize, check, "linear_sum_assignment_ragged", jv_solve_threaded, cost_limit);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -43,15 +44,19 @@ struct DenseProblem {
 // Loads problem `src` (n x m with strides s0, s1) into p: transposed when n > m, negated when
 // maximising, so p is always a minimisation with rows <= cols. Returns kInvalid on NaN or an
 // infinity of the wrong sign (-inf when minimising, +inf when maximising).
+// With a cost limit (linear_sum_assignment's cost_limit) p gets min(n, m) more columns, each
+// holding the limit in every row: a row either takes a real column or pays the limit, so p's
+// optimum minimises the sum of (cost - limit) over the real pairs, and p is always feasible.
 // AVX2 clones: the conversion to double with its finiteness and range reductions was 40% of
 // a video-like solve in baseline SSE2 code; with AVX2 a video-like 196 x 196 problem took 15-30%
 // less (alternating builds, one thread).
 template <typename scalar_t>
 ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1,
-                                       bool maximize, DenseProblem& p) {
+                                       bool maximize, DenseProblem& p, std::optional<double> limit = {}) {
   const bool transpose = n > m;
+  const int64_t real_cols = transpose ? n : m;
   p.rows = transpose ? m : n;
-  p.cols = transpose ? n : m;
+  p.cols = real_cols + (limit ? p.rows : 0);
   p.c.resize(p.rows * p.cols);
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const double sign = maximize ? -1.0 : 1.0;
@@ -64,7 +69,7 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
     double* dst = p.c.data() + i * p.cols;
     if (cs == 1) {  // the common contiguous case, kept separate so it vectorises
 #pragma omp simd reduction(+ : probe) reduction(max : amax) reduction(min : mn)
-      for (int64_t j = 0; j < p.cols; ++j) {
+      for (int64_t j = 0; j < real_cols; ++j) {
         dst[j] = sign * static_cast<double>(row[j]);
         probe += dst[j] * 0.0;
         const double a = std::abs(dst[j]);
@@ -72,13 +77,18 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
         mn = dst[j] < mn ? dst[j] : mn;
       }
     } else {
-      for (int64_t j = 0; j < p.cols; ++j) {
+      for (int64_t j = 0; j < real_cols; ++j) {
         dst[j] = sign * static_cast<double>(row[j * cs]);
         probe += dst[j] * 0.0;
         amax = std::max(amax, std::abs(dst[j]));
         mn = std::min(mn, dst[j]);
       }
     }
+    if (limit) std::fill(dst + real_cols, dst + p.cols, sign * *limit);
+  }
+  if (limit && p.rows) {  // the limit is finite (checked by the caller)
+    amax = std::max(amax, std::abs(*limit));
+    mn = std::min(mn, sign * *limit);
   }
   // Only when something is not finite: NaN and -inf are invalid, +inf is a forbidden pair.
   const double big = std::numeric_limits<double>::max();
@@ -172,20 +182,32 @@ inline void prefetch_problem(const scalar_t* src, int64_t n, int64_t m, int64_t 
 }
 
 // Loads problem src (n x m, strides s0, s1) and solves it: sol gets p.rows entries, the column of
-// each row of the loaded problem (the transpose when n > m). Returns the problem's status.
+// each row of the loaded problem (the transpose when n > m), -1 for a row that a cost limit
+// leaves unmatched. Returns the problem's status.
 template <typename scalar_t, typename Solver>
 int32_t lsa_solve_one(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1, bool maximize, int64_t b,
-                      Solver& solve, DenseProblem& p, std::vector<int64_t>& sol) {
+                      Solver& solve, DenseProblem& p, std::vector<int64_t>& sol, std::optional<double> limit = {}) {
   // Rows shorter than 8 skip the check: its vector loops' set-up cost more than it saved (5 x 5
   // problems took 20% less time without it).
-  if (n <= m && s1 == 1 && m >= 8 && m <= std::numeric_limits<int32_t>::max()) {
+  if (!limit && n <= m && s1 == 1 && m >= 8 && m <= std::numeric_limits<int32_t>::max()) {
     sol.resize(n);
     if (lsa_first_choices(src, n, m, s0, maximize, sol.data(), p.taken)) return kOk;
   }
-  int32_t st = lsa_load(src, n, m, s0, s1, maximize, p);
+  int32_t st = lsa_load(src, n, m, s0, s1, maximize, p, limit);
   if (st == kOk) {
     sol.assign(p.rows, -1);
     st = solve(p, sol.data(), b);
+  }
+  if (st == kOk && limit) {
+    // A row on a limit column stays unmatched (-1), as does one on a real pair exactly at the
+    // limit (it ties with a free limit column, of which there is always one, so that is optimal
+    // too): every matched pair beats the limit.
+    const int64_t real_cols = std::max(n, m);
+    const double bound = (maximize ? -1.0 : 1.0) * *limit;
+    for (int64_t i = 0; i < p.rows; ++i) {
+      const int64_t j = sol[i];
+      if (j >= real_cols || !(p.c[i * p.cols + j] < bound)) sol[i] = -1;
+    }
   }
   return st;
 }
@@ -215,9 +237,11 @@ void lsa_parallel(int64_t count, Task task, Ahead ahead, int64_t chunk = 1) {
 
 // Runs `solve(const DenseProblem&, int64_t* col_of_row, int64_t b) -> LsaStatus` on every problem
 // b of the batch. col_of_row has p.rows entries. With check=false a failed problem is left all -1 instead
-// of raising, which is the contract of the sync-free CUDA path too.
+// of raising, which is the contract of the sync-free CUDA path too. `limit`: the cost limit
+// (lsa_load), finite.
 template <typename Solver>
-at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, const char* op, Solver solve) {
+at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, const char* op, Solver solve,
+                         std::optional<double> limit = {}) {
   lsa_check_input(cost_in, op);
   at::Tensor out = lsa_output(cost_in);
   const int64_t n = cost_in.size(-2), m = cost_in.size(-1);
@@ -234,13 +258,15 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
     lsa_parallel(
         batch,
         [&](int64_t b, DenseProblem& p, std::vector<int64_t>& sol) {
-          status[b] = lsa_solve_one(base + b * sb, n, m, s0, s1, maximize, b, solve, p, sol);
+          status[b] = lsa_solve_one(base + b * sb, n, m, s0, s1, maximize, b, solve, p, sol, limit);
           if (status[b] != kOk) return;
           int64_t* o = out_ptr + b * n;
           if (n <= m) {
             for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
-          } else {  // solved the transpose: sol maps original columns to original rows
-            for (int64_t j = 0; j < m; ++j) o[sol[j]] = j;
+          } else {  // solved the transpose: sol maps original columns to original rows (or -1)
+            for (int64_t j = 0; j < m; ++j) {
+              if (sol[j] >= 0) o[sol[j]] = j;
+            }
           }
         },
         [&](int64_t b) { prefetch_problem(base + b * sb, n, m, s0, s1); },
@@ -252,10 +278,12 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
 
 // The same for a list of 2-D problems of any shapes and dtypes (linear_sum_assignment_ragged):
 // each is solved at its own size, and answered as scipy does, (rows, cols) of its min(n, m)
-// matched pairs with rows increasing. A failed problem's pairs are -1 (check=false).
+// matched pairs (fewer with a cost limit) with rows increasing. A failed problem's min(n, m)
+// pairs are -1 (check=false).
 template <typename Solver>
 std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> lsa_run_list(at::TensorList costs, bool maximize, bool check,
-                                                                          const char* op, Solver solve) {
+                                                                          const char* op, Solver solve,
+                                                                          std::optional<double> limit = {}) {
   const int64_t count = static_cast<int64_t>(costs.size());
   std::vector<at::Tensor> rows(count), cols(count);
   for (int64_t k = 0; k < count; ++k) {
@@ -267,6 +295,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> lsa_run_list(at::Te
     cols[k] = at::empty({pairs}, costs[k].options().dtype(at::kLong));
   }
   std::vector<int32_t> status(count, kOk);
+  std::vector<int64_t> matched(count);  // pairs written; fewer than min(n, m) only with a limit
   lsa_parallel(
       count,
       [&](int64_t k, DenseProblem& p, std::vector<int64_t>& sol) {
@@ -274,26 +303,40 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> lsa_run_list(at::Te
         const int64_t n = c.size(0), m = c.size(1), pairs = std::min(n, m);
         int64_t* r = rows[k].data_ptr<int64_t>();
         int64_t* q = cols[k].data_ptr<int64_t>();
+        matched[k] = pairs;
         if (pairs == 0) return;
         AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, c.scalar_type(), "linear_sum_assignment", [&] {
           status[k] = lsa_solve_one(c.const_data_ptr<scalar_t>(), n, m, c.stride(0), c.stride(1), maximize, k, solve,
-                                    p, sol);
+                                    p, sol, limit);
         });
+        int64_t t = 0;
         if (status[k] != kOk) {
           std::fill(r, r + pairs, -1);
           std::fill(q, q + pairs, -1);
+          t = pairs;
         } else if (n <= m) {
-          for (int64_t i = 0; i < n; ++i) r[i] = i, q[i] = sol[i];
-        } else {  // solved the transpose: sol[j] is column j's row; list the rows in order
+          for (int64_t i = 0; i < n; ++i) {
+            if (sol[i] >= 0) r[t] = i, q[t++] = sol[i];
+          }
+        } else {  // solved the transpose: sol[j] is column j's row (or -1); list the rows in order
           std::vector<int64_t> col_of_row(n, -1);
-          for (int64_t j = 0; j < m; ++j) col_of_row[sol[j]] = j;
-          for (int64_t i = 0, t = 0; i < n; ++i) {
+          for (int64_t j = 0; j < m; ++j) {
+            if (sol[j] >= 0) col_of_row[sol[j]] = j;
+          }
+          for (int64_t i = 0; i < n; ++i) {
             if (col_of_row[i] >= 0) r[t] = i, q[t++] = col_of_row[i];
           }
         }
+        matched[k] = t;
       },
       [](int64_t) {});
   if (check) lsa_raise(status.data(), count, op, "costs[", "]");
+  for (int64_t k = 0; k < count; ++k) {
+    if (matched[k] < rows[k].size(0)) {
+      rows[k] = rows[k].narrow(0, 0, matched[k]);
+      cols[k] = cols[k].narrow(0, 0, matched[k]);
+    }
+  }
   return {std::move(rows), std::move(cols)};
 }
 

@@ -15,6 +15,7 @@
 
 #include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/lsa_common.h"
@@ -702,7 +703,12 @@ at::Tensor lsa_auction_cuda(const at::Tensor& cost, bool maximize, bool check) {
   return auction_cuda(cost, maximize, check, "lsa_auction");
 }
 
-at::Tensor linear_sum_assignment_cuda(const at::Tensor& cost, bool maximize, bool check) {
+// cost_limit is the CPU op's: ata_ext.linear_sum_assignment gives the kernel the extended problem
+// instead (_solver.py, _solve_limited), so only a direct call of the op can pass one here.
+at::Tensor linear_sum_assignment_cuda(const at::Tensor& cost, bool maximize, bool check,
+                                      std::optional<double> cost_limit) {
+  TORCH_CHECK_NOT_IMPLEMENTED(!cost_limit, "linear_sum_assignment: the CUDA op takes no cost_limit; "
+                              "call ata_ext.linear_sum_assignment(cost, cost_limit=...), which extends the problem");
   return auction_cuda(cost, maximize, check, "linear_sum_assignment");
 }
 #endif  // ATA_EXT_CUDA_EMULATOR
