@@ -1,6 +1,6 @@
 """The main job: ata_ext's batched assignment solver against a Python loop over scipy and lapx's
 threaded batch solver, then problems of different sizes (linear_sum_assignment_ragged against
-loops of scipy, lapx and ata_ext). Every answer is checked against scipy before any time is
+loops of scipy, lapx and ata_ext) and partial assignment with a cost limit (tracking-like). Every answer is checked against scipy before any time is
 reported.
 
     python benchmarks/bench.py            # quick, representative subset (about a minute)
@@ -190,6 +190,86 @@ def run_ragged(images, queries, max_targets, threads, budget):
     return row
 
 
+def tracking_costs(batch, tracks, detections, seed=0):
+    """Tracking-like association costs (batch, tracks, detections), float32: distances between the
+    tracks' predicted positions and this frame's detections, 80% of which are tracks that moved a
+    little (shuffled), the rest new objects or false positives anywhere."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(batch, tracks, 2, generator=g)
+    seen = min(tracks, int(0.8 * detections))
+    moved = p[:, torch.randperm(tracks, generator=g)[:seen]] + 0.01 * torch.randn(batch, seen, 2, generator=g)
+    det = torch.cat([moved, torch.rand(batch, detections - seen, 2, generator=g)], 1)
+    return torch.cdist(p, det[:, torch.randperm(detections, generator=g)])
+
+
+def run_tracking(batch, tracks, detections, limit, threads, budget):
+    """Partial assignment with a cost limit (README, "Partial assignment"): one
+    linear_sum_assignment(cost_limit=...) call against a scipy loop on the problem extended with
+    one limit column per track (the smallest exact construction for scipy), a loop of lapx's lapjv
+    with its cost_limit (what trackers call once per frame) and lapx's threaded batch solver. Every
+    answer's sum of (cost - limit) is checked against scipy's first."""
+    from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+    cost = tracking_costs(batch, tracks, detections)
+    arrays = cost.double().numpy()
+    short = arrays if tracks <= detections else arrays.transpose(0, 2, 1)
+    s = short.shape[1]
+    extended = np.concatenate([short, np.full((batch, s, s), limit)], 2)
+
+    def scipy_pairs():
+        out = []
+        for e in extended:
+            r, k = scipy_lsa(e)
+            real = k < short.shape[2]
+            out.append((r[real], k[real]) if tracks <= detections else (k[real], r[real]))
+        return out
+
+    fns = {"scipy loop": scipy_pairs,
+           "ata_ext cpu": lambda: ata_ext.linear_sum_assignment(cost, cost_limit=limit)}
+    try:
+        import lap
+
+        fns["lapx loop"] = lambda: [lap.lapjv(a, extend_cost=True, cost_limit=limit, return_cost=False) for a in arrays]
+        fns[f"lapx batch ({threads} thr)"] = lambda: lap.lapjvx_batch(arrays, extend_cost=True, cost_limit=limit,
+                                                                      return_cost=False, n_threads=threads)
+    except ImportError:
+        pass
+    if torch.cuda.is_available():
+        on_gpu = cost.cuda()
+
+        def cuda_solve():
+            out = ata_ext.linear_sum_assignment(on_gpu, cost_limit=limit)
+            torch.cuda.synchronize()
+            return out
+
+        fns["ata_ext cuda"] = cuda_solve
+
+    def saving(name, answer):  # per problem: the sum of (cost - limit) over its matched pairs
+        if name.startswith("ata_ext"):
+            answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x in answer.cpu().numpy()]
+        elif name == "lapx loop":  # x: each row's column, -1 unmatched
+            answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x, _ in answer]
+        elif name.startswith("lapx batch"):
+            answer = list(zip(*answer))
+        return np.array([(a[r, k] - limit).sum() for a, (r, k) in zip(arrays, answer)])
+
+    ref = None
+    row = {"case": "tracking", "batch": batch, "n": tracks, "m": detections, "cost_limit": limit, "seconds": {}}
+    for name, fn in fns.items():
+        got = saving(name, fn())
+        ref = got if ref is None else ref
+        if np.any(np.abs(got - ref) > 1e-9 * max(tracks, detections)):
+            raise AssertionError(f"{name}: sum of (cost - limit) differs from scipy's on the tracking batch")
+        row["seconds"][name] = timeit(fn, budget / 2 if name == "scipy loop" else budget, min_reps=1 if name == "scipy loop" else 3)
+    t = row["seconds"]
+    lapx = [v for k, v in t.items() if k.startswith("lapx")]
+    print(f"tracking, {batch} x {tracks} tracks x {detections} detections, cost_limit {limit}: "
+          + "  ".join(f"{k} {v * 1e3:.3f} ms" for k, v in t.items())
+          + f"  (vs scipy {t['scipy loop'] / t['ata_ext cpu']:.1f}x"
+          + (f", vs lapx's best {min(lapx) / t['ata_ext cpu']:.1f}x)" if lapx else ")"), flush=True)
+    return row
+
+
 def print_row(row, header):
     names = list(row["seconds"])
     if header:
@@ -238,6 +318,10 @@ RECTANGULAR = [("uniform", 64, 100, 10), ("detr", 64, 100, 30), ("detr", 64, 300
 # Problems of different sizes, DETR-like: (images, queries, most targets an image has).
 RAGGED = [(8, 100, 20), (64, 300, 50)]
 
+# Partial assignment, tracking-like: (batch, tracks, detections, cost_limit). One frame of one
+# video (the per-frame call a tracker makes), a batch of videos, crowded scenes.
+TRACKING = [(1, 30, 25, 0.05), (64, 50, 40, 0.05), (16, 300, 280, 0.02)]
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,9 +349,10 @@ def main(argv=None):
           + (f", GPU {info['gpu']}" if "gpu" in info else ""))
     rows = run(cases, a.threads, a.budget)
     ragged = [run_ragged(*shape, a.threads, a.budget) for shape in ([(8, 30, 6)] if a.tiny else RAGGED)]
+    tracking = [run_tracking(*shape, a.threads, a.budget) for shape in ([(4, 10, 8, 0.1)] if a.tiny else TRACKING)]
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"machine": info, "results": rows, "ragged": ragged}, f, indent=1)
+        json.dump({"machine": info, "results": rows, "ragged": ragged, "tracking": tracking}, f, indent=1)
     plot(rows, os.path.join(a.out, "plot.png"))
     print(f"wrote {os.path.join(a.out, 'results.json')} and plot.png")
 
