@@ -44,6 +44,18 @@ def detr_costs(batch, queries, targets, spread, classes=5, generator=None):
     return torch.cdist(pred, target, p=1) - prob.gather(2, label)
 
 
+def tracking_costs(batch, tracks, detections, generator=None):
+    """Tracking-like association costs (batch, tracks, detections), float32: distances between the
+    tracks' predicted positions and this frame's detections, 80% of which are tracks that moved a
+    little (shuffled), the rest new objects or false positives anywhere."""
+    g = generator
+    p = torch.rand(batch, tracks, 2, generator=g)
+    seen = min(tracks, int(0.8 * detections))
+    moved = p[:, torch.randperm(tracks, generator=g)[:seen]] + 0.01 * torch.randn(batch, seen, 2, generator=g)
+    det = torch.cat([moved, torch.rand(batch, detections - seen, 2, generator=g)], 1)
+    return torch.cdist(p, det[:, torch.randperm(detections, generator=g)])
+
+
 def solver_families(generator, large=False):
     """Yields (cost, maximize) batches that stress a batched solver: random, video-like, ties,
     constant, rectangular both ways (DETR-like too), float16/bfloat16/float64, huge ranges, tiny

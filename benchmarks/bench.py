@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import ata_ext
-from ata_ext.testing import detr_costs, video_similarity
+from ata_ext.testing import detr_costs, tracking_costs, video_similarity
 
 
 def machine():
@@ -190,18 +190,6 @@ def run_ragged(images, queries, max_targets, threads, budget):
     return row
 
 
-def tracking_costs(batch, tracks, detections, seed=0):
-    """Tracking-like association costs (batch, tracks, detections), float32: distances between the
-    tracks' predicted positions and this frame's detections, 80% of which are tracks that moved a
-    little (shuffled), the rest new objects or false positives anywhere."""
-    g = torch.Generator().manual_seed(seed)
-    p = torch.rand(batch, tracks, 2, generator=g)
-    seen = min(tracks, int(0.8 * detections))
-    moved = p[:, torch.randperm(tracks, generator=g)[:seen]] + 0.01 * torch.randn(batch, seen, 2, generator=g)
-    det = torch.cat([moved, torch.rand(batch, detections - seen, 2, generator=g)], 1)
-    return torch.cdist(p, det[:, torch.randperm(detections, generator=g)])
-
-
 def run_tracking(batch, tracks, detections, limit, threads, budget):
     """Partial assignment with a cost limit (README, "Partial assignment"): one
     linear_sum_assignment(cost_limit=...) call against a scipy loop on the problem extended with
@@ -210,7 +198,7 @@ def run_tracking(batch, tracks, detections, limit, threads, budget):
     answer's sum of (cost - limit) is checked against scipy's first."""
     from scipy.optimize import linear_sum_assignment as scipy_lsa
 
-    cost = tracking_costs(batch, tracks, detections)
+    cost = tracking_costs(batch, tracks, detections, generator=torch.Generator().manual_seed(0))
     arrays = cost.double().numpy()
     short = arrays if tracks <= detections else arrays.transpose(0, 2, 1)
     s = short.shape[1]

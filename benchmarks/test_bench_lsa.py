@@ -1,6 +1,7 @@
 """pytest-benchmark microbenchmarks: ata_ext vs a scipy loop vs lapx, N in 49/196/784, batch 1 to
-1024, and DETR-like 64 x (100 queries x 30 targets, 300 x 50), CPU (and CUDA when present). Each
-benchmark checks its answer against scipy first.
+1024, DETR-like 64 x (100 queries x 30 targets, 300 x 50), problems of different sizes, and
+partial assignment with a cost limit (tracking-like), CPU (and CUDA when present). Each benchmark
+checks its answer against scipy first.
 
     pytest benchmarks/test_bench_lsa.py --benchmark-group-by=param:n,param:batch
 """
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import ata_ext
-from ata_ext.testing import detr_costs, devices, video_similarity
+from ata_ext.testing import detr_costs, devices, scipy_limited_assignment, tracking_costs, video_similarity
 
 # (kind, N, M, batch): square uniform and video-like, then DETR-like (queries x targets, clustered
 # predictions: ata_ext.testing.detr_costs with spread 0.1).
@@ -109,6 +110,49 @@ def test_lsa_ragged(benchmark, solver):
     def run():
         out = ata_ext.linear_sum_assignment_ragged(dev)
         if "cuda" in solver:
+            torch.cuda.synchronize()
+        return out
+
+    benchmark(run)
+
+
+@pytest.mark.parametrize("batch,tracks,detections", [(1, 30, 25), (64, 50, 40)])
+@pytest.mark.parametrize("solver", ["ata_ext"] + [f"ata_ext-{d}" for d in devices() if d != "cpu"] + ["scipy", "lapx"])
+def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
+    # Tracking-like association with cost_limit=0.05; scipy solves each problem extended with one
+    # column of the limit per track (the smallest exact construction it can take), lapx loops its
+    # lapjv(cost_limit=...), as trackers call it once per frame.
+    from scipy.optimize import linear_sum_assignment
+
+    limit = 0.05
+    cost = tracking_costs(batch, tracks, detections, generator=torch.Generator().manual_seed(4))
+    benchmark.group = f"tracking cost_limit {batch} x {tracks}x{detections}"
+    c = cost.double().numpy()
+    ref = [(x[scipy_limited_assignment(torch.from_numpy(x), limit)] - limit).sum() for x in c]
+
+    def saving(cols):
+        return [(x[np.flatnonzero(k >= 0), k[k >= 0]] - limit).sum() for x, k in zip(c, cols)]
+
+    if solver == "scipy":
+        ext = np.concatenate([c, np.full((batch, tracks, tracks), limit)], 2)
+        solve = lambda: [linear_sum_assignment(e) for e in ext]  # noqa: E731
+        cols = [np.where(k < detections, k, -1) for _, k in solve()]  # every row is matched, in order
+        assert np.allclose(saving(cols), ref, rtol=0, atol=1e-9)
+        benchmark(solve)
+        return
+    if solver == "lapx":
+        lap = pytest.importorskip("lap")
+        solve = lambda: [lap.lapjv(x, extend_cost=True, cost_limit=limit, return_cost=False)[0] for x in c]  # noqa: E731
+        assert np.allclose(saving(solve()), ref, rtol=0, atol=1e-9)
+        benchmark(solve)
+        return
+    dev = cost.to("cuda" if solver.endswith("cuda") else "cpu")
+    tol = 1e-9 if dev.device.type == "cpu" else 1e-3 * tracks  # the auction's quantisation, loosely
+    assert np.allclose(saving(ata_ext.linear_sum_assignment(dev, cost_limit=limit).cpu().numpy()), ref, rtol=0, atol=tol)
+
+    def run():
+        out = ata_ext.linear_sum_assignment(dev, cost_limit=limit)
+        if dev.is_cuda:
             torch.cuda.synchronize()
         return out
 

@@ -10,8 +10,8 @@ from hypothesis.extra import numpy as hnp
 
 import ata_ext
 from ata_ext.testing import (FLOAT_DTYPES, INT_DTYPES, assert_optimal, assert_optimal_limited, devices, objective,
-                             random_problems, scipy_limited_assignment, scipy_objective, solver_families,
-                             video_similarity)
+                             random_problems, scipy_objective, solver_families,
+                             tracking_costs, video_similarity)
 
 # (device, algorithm) pairs: every CPU solver, and the default solver on each GPU.
 SOLVERS = [("cpu", "jv"), ("cpu", "auction")] + [(d, "auto") for d in devices() if d != "cpu"]
@@ -399,10 +399,9 @@ def limited_families(g):
     moved a little), integer ties with whole and fractional limits, forbidden pairs (rows with none
     allowed), constant and huge-range costs, both orientations and several batch shapes."""
     yield torch.rand(4, 12, 12, generator=g), 0.3
-    p = torch.rand(3, 30, 2, generator=g)
-    q = p[:, torch.randperm(30, generator=g)[:24]] + 0.02 * torch.randn(3, 24, 2, generator=g)
-    yield torch.cdist(p, q), 0.05  # tracking: 30 tracks, 24 detections
-    yield torch.cdist(q, p), 0.05  # and the other way round
+    c = tracking_costs(3, 30, 24, generator=g)
+    yield c, 0.05  # tracking: 30 tracks, 24 detections
+    yield c.mT, 0.05  # and the other way round
     yield torch.randint(0, 6, (3, 9, 14), generator=g), 3  # ties at the limit
     yield torch.randint(0, 6, (3, 14, 9), generator=g).float(), 2.5
     c = torch.rand(3, 10, 16, generator=g).double()
