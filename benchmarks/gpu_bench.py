@@ -10,6 +10,8 @@ Measures, answers checked against scipy on a sample first:
   - video-like costs with 14 zero tokens ("video0": flat rows, which bid with the dummies' pool),
     and with 14 padding tokens, zero in both frames ("video_pad": flat rows among first choices)
   - uniform costs with 10% of pairs forbidden ("forbid10"; eps starts from the finite range)
+  - tracking-like partial assignment with cost_limit=0.05 ("track_lim", ata_ext.testing.tracking_costs;
+    the auction on the problem extended with the limit, _solver.py), against the CPU path
   - the auction's weak spots: uniform costs whose first 10 rows and columns are copies ("dup10"),
     and DETR-style costs whose predictions cluster ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
@@ -28,7 +30,8 @@ import numpy as np
 import torch
 
 import ata_ext
-from ata_ext.testing import assert_optimal, auction_rounds, detr_costs, video_similarity
+from ata_ext.testing import (assert_optimal, assert_optimal_limited, auction_rounds, detr_costs, tracking_costs,
+                             video_similarity)
 
 
 def problems(kind, batch, n, m=None, seed=0):
@@ -42,6 +45,8 @@ def problems(kind, batch, n, m=None, seed=0):
         return sim, True
     if kind == "video_pad":  # 14 padding tokens, zero in both frames: flat rows among first choices
         return video_similarity(batch, n, generator=g, padding=14), True
+    if kind == "track_lim":  # n tracks x m detections, solved with a cost limit
+        return tracking_costs(batch, n, m, generator=g), False
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
     cost = torch.rand(batch, n, m or n, generator=g)
@@ -89,15 +94,15 @@ def scipy_time(cost, mx, max_problems=256):
     return (time.perf_counter() - t) * len(a) / k, k < len(a)
 
 
-def kernel_time(cost, mx):
+def kernel_time(cost, mx, **kw):
     """The auction kernel's device time in one call with validation on (the default), from the
     profiler (which inflates the call's wall time: the op's time is timed without it)."""
     from torch.profiler import ProfilerActivity, profile
 
-    ata_ext.linear_sum_assignment(cost, maximize=mx)
+    ata_ext.linear_sum_assignment(cost, maximize=mx, **kw)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        ata_ext.linear_sum_assignment(cost, maximize=mx)
+        ata_ext.linear_sum_assignment(cost, maximize=mx, **kw)
         torch.cuda.synchronize()
     kernel_us = 0.0
     for evt in prof.key_averages():
@@ -114,22 +119,27 @@ def main():
     dev = torch.cuda.get_device_name()
     rows = []
 
-    def record(kind, batch, n, m=None, scipy_too=True, levels="auto"):
+    def record(kind, batch, n, m=None, scipy_too=True, levels="auto", limit=None):
         # levels="global": the levels in global memory behind candidate lists even where they fit
         # in shared memory (ATA_EXT_AUCTION_LEVELS, read at every call): to see which is faster.
+        # limit: solve with cost_limit=limit (no scipy loop or round model: another problem).
         os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         cost, mx = problems(kind, batch, n, m)
         gpu = cost.cuda()
-        out = ata_ext.linear_sum_assignment(gpu, maximize=mx).cpu()
+        kw = {} if limit is None else {"cost_limit": limit}
+        out = ata_ext.linear_sum_assignment(gpu, maximize=mx, **kw).cpu()
         sample = torch.arange(0, batch, max(1, batch // 8))
-        assert_optimal(cost[sample].double(), out[sample], mx, algorithm="auction")
-        row = {"case": kind, "batch": batch, "n": n, "m": m or n, "levels": levels}
-        row["cuda_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx))
-        row["cuda_nocheck_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx, check=False))
-        row["cpu_s"] = cpu_time(lambda: ata_ext.linear_sum_assignment(cost, maximize=mx))
+        if limit is None:
+            assert_optimal(cost[sample].double(), out[sample], mx, algorithm="auction")
+        else:
+            assert_optimal_limited(cost[sample].double(), out[sample], limit, mx, algorithm="auction")
+        row = {"case": kind, "batch": batch, "n": n, "m": m or n, "levels": levels, "cost_limit": limit}
+        row["cuda_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx, **kw))
+        row["cuda_nocheck_s"] = cuda_time(lambda: ata_ext.linear_sum_assignment(gpu, maximize=mx, check=False, **kw))
+        row["cpu_s"] = cpu_time(lambda: ata_ext.linear_sum_assignment(cost, maximize=mx, **kw))
         if scipy_too:
             row["scipy_s"], row["scipy_extrapolated"] = scipy_time(cost, mx)
-        kern = row["kernel_s"] = kernel_time(gpu, mx)
+        kern = row["kernel_s"] = kernel_time(gpu, mx, **kw)
         # The rest of the op's (unprofiled) time is validation, allocation and launch.
         row["kernel_share"] = kern / row["cuda_s"]
         # Bytes the kernel must read: the cost tensor once for 4-byte types (the stats pass keeps
@@ -138,7 +148,7 @@ def main():
         row["kernel_read_GBps"] = reads * gpu.numel() * gpu.element_size() / kern / 1e9 if kern else None
         row["problems_per_s"] = batch / row["cuda_s"]
         model = ""
-        if max(n, m or n) <= 256:
+        if max(n, m or n) <= 256 and limit is None:
             counts = auction_rounds(cost, mx).double()
             row["twin_jacobi_mean"], row["twin_chain_mean"] = counts.mean(0).tolist()
             row["twin_model_slowest_s"] = float((2.9e-6 * counts[:, 0] + 1.15e-6 * counts[:, 1]).max())
@@ -164,6 +174,8 @@ def main():
     record("video0", 224, 196)
     record("video_pad", 224, 196)
     record("forbid10", 224, 196)
+    for batch, n, m in ((1, 30, 25), (64, 50, 40), (16, 300, 280)):
+        record("track_lim", batch, n, m, scipy_too=False, limit=0.05)
     record("dup10", 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)

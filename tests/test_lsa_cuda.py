@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import ata_ext
-from ata_ext.testing import assert_optimal, solver_families, video_similarity
+from ata_ext.testing import assert_optimal, assert_optimal_limited, solver_families, tracking_costs, video_similarity
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -78,6 +78,36 @@ def test_cuda_graph_capture_sync_free():
     torch.cuda.synchronize()
     assert torch.equal(out, ata_ext.linear_sum_assignment(cost, check=False))
     assert_optimal(cost.cpu(), out.cpu(), algorithm="auction")
+
+
+@cuda
+def test_cost_limit():
+    # On CUDA the auction solves the problem extended with the limit (_solver.py): bit-identical to
+    # the twin on the same extension, optimal, the same through linear_sum_assignment_ragged, and
+    # sync-free with check=False (captured in a CUDA graph). The CUDA op itself takes no limit.
+    g = torch.Generator().manual_seed(7)
+    cases = [(tracking_costs(64, 50, 40, generator=g), 0.05), (tracking_costs(8, 30, 45, generator=g), 0.05),
+             (torch.randint(0, 9, (16, 20, 20), generator=g), 4), (torch.rand(4, 30, 30, generator=g).half(), 0.3)]
+    for cost, limit in cases:
+        for mx in (False, True):
+            c, lim = (-cost, -limit) if mx else (cost, limit)
+            gpu = ata_ext.linear_sum_assignment(c.cuda(), mx, cost_limit=lim).cpu()
+            assert torch.equal(gpu, ata_ext.linear_sum_assignment(c, mx, cost_limit=lim, algorithm="auction"))
+            assert_optimal_limited(c, gpu, lim, mx, algorithm="auction")
+            for x, (r, k) in zip(gpu, ata_ext.linear_sum_assignment_ragged(list(c.cuda()), mx, cost_limit=lim)):
+                assert r.tolist() == (x >= 0).nonzero().flatten().tolist() and k.tolist() == x[x >= 0].tolist()
+    with pytest.raises(NotImplementedError, match="cost_limit"):
+        torch.ops.ata_ext.linear_sum_assignment(torch.rand(3, 3, device="cuda"), False, True, 0.5)
+    cost = tracking_costs(64, 50, 40, generator=g).cuda()
+    ata_ext.linear_sum_assignment(cost, check=False, cost_limit=0.05)  # warm-up outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = ata_ext.linear_sum_assignment(cost, check=False, cost_limit=0.05)
+    cost.copy_(tracking_costs(64, 50, 40, generator=g))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, ata_ext.linear_sum_assignment(cost, cost_limit=0.05))
 
 
 @cuda
