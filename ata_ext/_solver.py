@@ -20,13 +20,12 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
             bfloat16, float32, float64, uint8, int8, int16, int32, int64 or bool), any strides, on the CPU or a CUDA device.
             +inf (when minimising) or -inf (when maximising) marks a forbidden pair.
         maximize: maximise the total instead of minimising it.
-        cost_limit: a finite number, or None (the default). If given, a row may stay unmatched:
-            the answer is the set of pairs, each below the limit (above it when maximising), that
-            saves the most against it, min of the sum of (cost - cost_limit) over the matched
-            pairs. A pair at or beyond the limit is never matched; forbidden pairs cannot make a
-            problem infeasible. That is the optimum lapx's cost_limit gives (rows and columns left
-            unmatched at cost_limit / 2 each). Solved as one extended problem (README, "Partial
-            assignment"); unmatched rows hold -1.
+        cost_limit: a finite number, or None (the default). If given, rows may stay unmatched
+            (-1): the matched pairs are those that minimise the sum of (cost - cost_limit) over
+            them (maximise it, when maximising), so each is below the limit (above it) and a pair
+            at the limit is never matched; forbidden pairs cannot make a problem infeasible. That
+            is lapx's cost_limit (every unmatched row and column costs cost_limit / 2). Solved as
+            one extended problem (README, "Partial assignment").
         algorithm: "auto" (the default: Jonker-Volgenant on the CPU, the auction on CUDA),
             "jv" (CPU only) or "auction" (the CUDA kernel, or on the CPU its serial twin, which
             returns bit-identical assignments).
@@ -138,6 +137,8 @@ def _limit_extension(cost, limit):
 
 
 def _solve_limited(cost, maximize, limit, algorithm, check):
+    """linear_sum_assignment with a cost limit where the solver cannot take one (the auction):
+    the extended problem (_limit_extension) solved, and its answer mapped back to cost's rows."""
     n, m = cost.shape[-2:]
     ext, flipped = _limit_extension(cost, limit)
     l = m if not flipped else n
