@@ -641,13 +641,15 @@ def test_opcheck(device, op):
             torch.library.opcheck(torch.ops.ata_ext.linear_sum_assignment.default, args)
 
 
-@pytest.mark.parametrize("cost_limit", [None, 1.5])
-def test_torch_compile_fullgraph(cost_limit):
+@pytest.mark.parametrize("cost_limit,algorithm", [(None, "auto"), (1.5, "auto"), (1.5, "auction")])
+def test_torch_compile_fullgraph(cost_limit, algorithm):
+    # With a limit the CPU op takes it; the auction's path builds the extended problem in Python
+    # (traced too), shown here on both orientations.
     def f(c):
-        return ata_ext.linear_sum_assignment(c * 2.0, maximize=True, cost_limit=cost_limit) + 1
+        return ata_ext.linear_sum_assignment(c * 2.0, maximize=True, cost_limit=cost_limit, algorithm=algorithm) + 1
 
-    c = torch.rand(4, 10, 10)
-    assert torch.equal(torch.compile(f, fullgraph=True, backend="aot_eager")(c), f(c))
+    for c in (torch.rand(4, 10, 12), torch.rand(4, 12, 10)):
+        assert torch.equal(torch.compile(f, fullgraph=True, backend="aot_eager")(c), f(c))
 
 
 def test_ragged_opcheck_and_compile():
