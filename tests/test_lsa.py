@@ -492,6 +492,11 @@ def test_cost_limit_errors_and_edges(device, algorithm):
     for bad in ("0.5", True, torch.ones(2), 1j, [0.5]):
         with pytest.raises(TypeError, match="cost_limit must be a real number"):
             lsa(torch.rand(3, 3), cost_limit=bad)
+    if device == "cpu":  # the raw CPU ops check too, for callers that bypass the Python wrapper
+        for call in (lambda: torch.ops.ata_ext.linear_sum_assignment(torch.rand(3, 3), False, True, float("nan")),
+                     lambda: torch.ops.ata_ext.linear_sum_assignment_ragged([torch.rand(3, 3)], False, True, float("inf"))):
+            with pytest.raises(ValueError, match="cost_limit must be finite"):
+                call()
     c = torch.rand(4, 6, generator=torch.Generator().manual_seed(1))
     assert torch.equal(lsa(c, cost_limit=torch.tensor(0.5)), lsa(c, cost_limit=0.5))  # a one-element tensor is a number
     cost = torch.tensor([[float("nan"), 1.0], [1.0, 1.0]])
