@@ -449,6 +449,12 @@ def test_cost_limit_answers():
     cost = torch.tensor([[1.0, 0.0], [inf, 1.0]])
     assert lsa(cost, cost_limit=2.5).tolist() == [0, 1]
     assert lsa(cost, cost_limit=1.5).tolist() == [1, -1]
+    # Finite costs, one pair beyond the limit: the plain optimum (the diagonal, both pairs below the
+    # limit) is not the answer. (The CPU op solves the plain problem when every pair is below the
+    # limit, as at 2.2: that must not be taken here.)
+    cost = torch.tensor([[1.0, 0.0], [2.1, 1.0]])
+    assert lsa(cost, cost_limit=1.8).tolist() == [1, -1]
+    assert lsa(cost, cost_limit=2.2).tolist() == [0, 1]
     # A problem that is infeasible without a limit, and the transposed shape.
     cost = torch.tensor([[inf, inf], [1.0, 2.0]])
     assert lsa(cost, cost_limit=5).tolist() == [-1, 0]

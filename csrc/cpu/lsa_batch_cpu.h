@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <tuple>
@@ -44,19 +45,15 @@ struct DenseProblem {
 // Loads problem `src` (n x m with strides s0, s1) into p: transposed when n > m, negated when
 // maximising, so p is always a minimisation with rows <= cols. Returns kInvalid on NaN or an
 // infinity of the wrong sign (-inf when minimising, +inf when maximising).
-// With a cost limit (linear_sum_assignment's cost_limit) p gets min(n, m) more columns, each
-// holding the limit in every row: a row either takes a real column or pays the limit, so p's
-// optimum minimises the sum of (cost - limit) over the real pairs, and p is always feasible.
 // AVX2 clones: the conversion to double with its finiteness and range reductions was 40% of
 // a video-like solve in baseline SSE2 code; with AVX2 a video-like 196 x 196 problem took 15-30%
 // less (alternating builds, one thread).
 template <typename scalar_t>
 ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int64_t s1,
-                                       bool maximize, DenseProblem& p, std::optional<double> limit = {}) {
+                                       bool maximize, DenseProblem& p) {
   const bool transpose = n > m;
-  const int64_t real_cols = transpose ? n : m;
   p.rows = transpose ? m : n;
-  p.cols = real_cols + (limit ? p.rows : 0);
+  p.cols = transpose ? n : m;
   p.c.resize(p.rows * p.cols);
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const double sign = maximize ? -1.0 : 1.0;
@@ -69,7 +66,7 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
     double* dst = p.c.data() + i * p.cols;
     if (cs == 1) {  // the common contiguous case, kept separate so it vectorises
 #pragma omp simd reduction(+ : probe) reduction(max : amax) reduction(min : mn)
-      for (int64_t j = 0; j < real_cols; ++j) {
+      for (int64_t j = 0; j < p.cols; ++j) {
         dst[j] = sign * static_cast<double>(row[j]);
         probe += dst[j] * 0.0;
         const double a = std::abs(dst[j]);
@@ -77,18 +74,13 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
         mn = dst[j] < mn ? dst[j] : mn;
       }
     } else {
-      for (int64_t j = 0; j < real_cols; ++j) {
+      for (int64_t j = 0; j < p.cols; ++j) {
         dst[j] = sign * static_cast<double>(row[j * cs]);
         probe += dst[j] * 0.0;
         amax = std::max(amax, std::abs(dst[j]));
         mn = std::min(mn, dst[j]);
       }
     }
-    if (limit) std::fill(dst + real_cols, dst + p.cols, sign * *limit);
-  }
-  if (limit && p.rows) {  // the limit is finite (checked by the caller)
-    amax = std::max(amax, std::abs(*limit));
-    mn = std::min(mn, sign * *limit);
   }
   // Only when something is not finite: NaN and -inf are invalid, +inf is a forbidden pair.
   const double big = std::numeric_limits<double>::max();
@@ -103,6 +95,23 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
     }
   }
   return kOk;
+}
+
+// A cost limit (linear_sum_assignment's cost_limit), `bound` in p's minimisation form: p gets
+// p.rows more columns, each holding the bound in every row, so a row either takes a real column
+// or pays the limit, the optimum minimises the sum of (cost - limit) over the real pairs, and p
+// is always feasible. Rows move in place, the last first.
+inline void lsa_extend(DenseProblem& p, double bound) {
+  const int64_t real = p.cols, cols = real + p.rows;
+  p.c.resize(p.rows * cols);
+  for (int64_t i = p.rows - 1; i >= 0; --i) {
+    double* dst = p.c.data() + i * cols;
+    std::memmove(dst, p.c.data() + i * real, real * sizeof(double));
+    std::fill(dst + real, dst + cols, bound);
+  }
+  p.cols = cols;
+  p.max_abs = std::max(p.max_abs, std::abs(bound));
+  p.min = std::min(p.min, bound);
 }
 
 // First choices (the rule of csrc/common/auction.h, FirstChoice): when every row of src has one
@@ -193,7 +202,15 @@ int32_t lsa_solve_one(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int
     sol.resize(n);
     if (lsa_first_choices(src, n, m, s0, maximize, sol.data(), p.taken)) return kOk;
   }
-  int32_t st = lsa_load(src, n, m, s0, s1, maximize, p, limit);
+  int32_t st = lsa_load(src, n, m, s0, s1, maximize, p);
+  const int64_t real_cols = p.cols;
+  const double bound = limit ? (maximize ? -1.0 : 1.0) * *limit : 0.0;
+  // Where every pair beats the limit (and none is forbidden) the plain optimum is the answer: any
+  // partial assignment grows into a complete one by pairs that each lower the sum of (cost -
+  // limit), and among complete ones that sum is the plain total less a constant. Checked as
+  // max |cost| < bound in p's minimisation form: exact where the costs and the limit have one
+  // sign (distances and a positive limit), otherwise the extended problem is solved anyway.
+  if (st == kOk && limit && !(p.all_finite && p.max_abs < bound)) lsa_extend(p, bound);
   if (st == kOk) {
     sol.assign(p.rows, -1);
     st = solve(p, sol.data(), b);
@@ -202,8 +219,6 @@ int32_t lsa_solve_one(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int
     // A row on a limit column stays unmatched (-1), as does one on a real pair exactly at the
     // limit (it ties with a free limit column, of which there is always one, so that is optimal
     // too): every matched pair beats the limit.
-    const int64_t real_cols = std::max(n, m);
-    const double bound = (maximize ? -1.0 : 1.0) * *limit;
     for (int64_t i = 0; i < p.rows; ++i) {
       const int64_t j = sol[i];
       if (j >= real_cols || !(p.c[i * p.cols + j] < bound)) sol[i] = -1;
