@@ -28,6 +28,17 @@ def problems(kind, n, m, batch):
     return torch.rand(batch, n, m, generator=g), False
 
 
+def synced(fn, cuda):
+    """fn, waiting for the device after each call when it runs on CUDA (so the time is the work's)."""
+    def run():
+        out = fn()
+        if cuda:
+            torch.cuda.synchronize()
+        return out
+
+    return run
+
+
 def scipy_objectives(cost, mx):
     from scipy.optimize import linear_sum_assignment
 
@@ -68,14 +79,7 @@ def test_lsa(benchmark, solver, kind, n, m, batch):
         return
     dev = cost.to("cuda" if solver.endswith("cuda") else "cpu")
     assert_matches_scipy(cost, ata_ext.linear_sum_assignment(dev, maximize=mx), mx)
-
-    def run():
-        out = ata_ext.linear_sum_assignment(dev, maximize=mx)
-        if dev.is_cuda:
-            torch.cuda.synchronize()
-        return out
-
-    benchmark(run)
+    benchmark(synced(lambda: ata_ext.linear_sum_assignment(dev, maximize=mx), dev.is_cuda))
 
 
 @pytest.mark.parametrize("solver", ["ata_ext ragged", "ata_ext loop"] + [f"ata_ext-{d} ragged" for d in devices() if d != "cpu"]
@@ -106,14 +110,7 @@ def test_lsa_ragged(benchmark, solver):
     for c, best, (r, k) in zip(costs, ref, ata_ext.linear_sum_assignment_ragged(dev)):
         got = c.double()[r.cpu(), k.cpu()].sum().item()
         assert abs(got - best) <= tolerance(c, "auction" if "cuda" in solver else "jv") + 1e-12
-
-    def run():
-        out = ata_ext.linear_sum_assignment_ragged(dev)
-        if "cuda" in solver:
-            torch.cuda.synchronize()
-        return out
-
-    benchmark(run)
+    benchmark(synced(lambda: ata_ext.linear_sum_assignment_ragged(dev), "cuda" in solver))
 
 
 @pytest.mark.parametrize("batch,tracks,detections", [(1, 30, 25), (64, 50, 40)])
@@ -149,11 +146,4 @@ def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
     dev = cost.to("cuda" if solver.endswith("cuda") else "cpu")
     tol = 1e-9 if dev.device.type == "cpu" else 1e-3 * tracks  # the auction's quantisation, loosely
     assert np.allclose(saving(ata_ext.linear_sum_assignment(dev, cost_limit=limit).cpu().numpy()), ref, rtol=0, atol=tol)
-
-    def run():
-        out = ata_ext.linear_sum_assignment(dev, cost_limit=limit)
-        if dev.is_cuda:
-            torch.cuda.synchronize()
-        return out
-
-    benchmark(run)
+    benchmark(synced(lambda: ata_ext.linear_sum_assignment(dev, cost_limit=limit), dev.is_cuda))
