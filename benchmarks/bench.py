@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 import ata_ext
+from ata_ext.compat import lapjv
 from ata_ext.testing import detr_costs, tracking_costs, video_similarity
 
 
@@ -194,8 +195,9 @@ def run_tracking(batch, tracks, detections, limit, threads, budget):
     """Partial assignment with a cost limit (README, "Partial assignment"): one
     linear_sum_assignment(cost_limit=...) call against a scipy loop on the problem extended with
     one limit column per track (the smallest exact construction for scipy), a loop of lapx's lapjv
-    with its cost_limit (what trackers call once per frame) and lapx's threaded batch solver. Every
-    answer's sum of (cost - limit) is checked against scipy's first."""
+    with its cost_limit (what trackers call once per frame), lapx's threaded batch solver, and a
+    loop of ata_ext.compat.lapjv (the drop-in for lapx's, one call per frame as a tracker makes it).
+    Every answer's sum of (cost - limit) is checked against scipy's first."""
     from scipy.optimize import linear_sum_assignment as scipy_lsa
 
     cost = tracking_costs(batch, tracks, detections, generator=torch.Generator().manual_seed(0))
@@ -213,7 +215,8 @@ def run_tracking(batch, tracks, detections, limit, threads, budget):
         return out
 
     fns = {"scipy loop": scipy_pairs,
-           "ata_ext cpu": lambda: ata_ext.linear_sum_assignment(cost, cost_limit=limit)}
+           "ata_ext cpu": lambda: ata_ext.linear_sum_assignment(cost, cost_limit=limit),
+           "ata_ext lapjv loop": lambda: [lapjv(a, extend_cost=True, cost_limit=limit, return_cost=False) for a in arrays]}
     try:
         import lap
 
@@ -233,10 +236,10 @@ def run_tracking(batch, tracks, detections, limit, threads, budget):
         fns["ata_ext cuda"] = cuda_solve
 
     def saving(name, answer):  # per problem: the sum of (cost - limit) over its matched pairs
-        if name.startswith("ata_ext"):
-            answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x in answer.cpu().numpy()]
-        elif name == "lapx loop":  # x: each row's column, -1 unmatched
+        if name.endswith("loop") and name != "scipy loop":  # lapjv's (x, y): x[i] row i's column, -1 unmatched
             answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x, _ in answer]
+        elif name.startswith("ata_ext"):
+            answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x in answer.cpu().numpy()]
         elif name.startswith("lapx batch"):
             answer = list(zip(*answer))
         return np.array([(a[r, k] - limit).sum() for a, (r, k) in zip(arrays, answer)])

@@ -1,9 +1,12 @@
-"""ata_ext.compat.linear_sum_assignment behaves like scipy.optimize.linear_sum_assignment."""
+"""ata_ext.compat.linear_sum_assignment behaves like scipy.optimize.linear_sum_assignment, and
+ata_ext.compat.lapjv like lapx's lap.lapjv."""
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
+import ata_ext.testing
+from ata_ext.compat import lapjv
 from ata_ext.compat import linear_sum_assignment as lsa
 
 inf, nan = np.inf, np.nan
@@ -81,3 +84,127 @@ def test_same_errors_as_scipy(case):
         scipy_lsa(a, maximize=maximize)
     assert ours.type is theirs.type
     assert str(ours.value) == str(theirs.value)
+
+
+# ata_ext.compat.lapjv against lapx's lap.lapjv (0.11), the call multi-object trackers make.
+@pytest.fixture
+def lap():
+    return pytest.importorskip("lap")
+
+
+def _lapjv_cases():
+    g = np.random.default_rng(7)
+    track = lambda n, m, seed: ata_ext.testing.tracking_costs(1, n, m, torch.Generator().manual_seed(seed))[0].double().numpy()
+    ints = g.integers(0, 5, (12, 9)).astype(float)
+    forbidden = g.random((10, 10))
+    forbidden[g.random((10, 10)) < 0.4] = inf
+    forbidden[3] = inf  # a row with no allowed pair: only a cost limit makes it solvable
+    return [
+        # (cost, extend_cost, cost_limit, tie_free: the optimum is unique, so the answers are equal)
+        (g.random((8, 8)), False, inf, True),
+        (g.random((30, 30)), True, inf, True),
+        (g.random((6, 11)), True, inf, True),
+        (g.random((11, 6)), True, inf, True),
+        (track(30, 25, 0), False, 0.05, True),
+        (track(25, 30, 1), True, 0.05, True),
+        (track(40, 40, 2), False, 0.1, True),
+        (track(20, 20, 3), True, 10.0, True),  # a limit that cuts nothing
+        (g.random((7, 9)), False, -1.0, True),  # a limit below every cost: nothing matched
+        (ints, True, inf, False),
+        (ints, False, 2.0, False),  # pairs at the limit (never matched) and ties
+        (ints, True, 2.5, False),
+        (forbidden, False, 0.5, False),
+        (np.full((5, 5), 3.0), False, inf, False),
+        (np.full((5, 4), 3.0), False, 3.0, False),  # every pair at the limit
+        (g.random((6, 6)).astype(np.float32), False, inf, True),
+        (g.integers(-50, 50, (9, 9)), False, inf, False),
+        (np.eye(4, dtype=bool), False, inf, False),
+        (g.random((1, 1)), False, inf, True),
+        (np.zeros((0, 3)), True, inf, True),
+        (np.zeros((3, 0)), False, 1.0, True),
+        (np.zeros((0, 0)), False, inf, True),
+    ]
+
+
+LAPJV = _lapjv_cases()
+
+
+@pytest.mark.parametrize("case", range(len(LAPJV)))
+def test_lapjv_same_answer_as_lapx(case, lap):
+    a, extend, limit, tie_free = LAPJV[case]
+    total, x, y = lapjv(a, extend_cost=extend, cost_limit=limit)
+    total_l, x_l, y_l = lap.lapjv(np.asarray(a, dtype=np.float64), extend_cost=extend, cost_limit=limit)
+    arr = np.asarray(a, dtype=np.float64)
+    n, m = arr.shape
+    assert x.dtype == y.dtype == np.int32 and x.shape == (n,) and y.shape == (m,)
+    rows = np.flatnonzero(x >= 0)
+    assert np.array_equal(y[x[rows]], rows) and (y >= 0).sum() == len(rows)  # y is x's inverse
+    assert isinstance(total, float) and total == arr[rows, x[rows]].sum()
+    if limit == inf:
+        assert len(rows) == min(n, m)
+    else:
+        assert (arr[rows, x[rows]] < limit).all()
+    # The objective lapx minimises: the matched costs, each less the limit when there is one.
+    shift = 0.0 if limit == inf else limit
+    rows_l = np.flatnonzero(x_l >= 0)
+    ours, theirs = (arr[rows, x[rows]] - shift).sum(), (arr[rows_l, x_l[rows_l]] - shift).sum()
+    assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-12)
+    if tie_free:
+        assert np.array_equal(x, x_l) and np.array_equal(y, y_l) and total == pytest.approx(total_l, rel=1e-12)
+    x2, y2 = lapjv(a, extend_cost=extend, cost_limit=limit, return_cost=False)
+    assert np.array_equal(x2, x) and np.array_equal(y2, y)
+
+
+def test_lapjv_tracker_loop(lap):
+    """A tracker's association step (as ByteTrack writes it) gives the same matches and unmatched
+    tracks and detections with lapjv from here as with lapx's, frame after frame."""
+    for seed in range(20):
+        cost = ata_ext.testing.tracking_costs(1, 12 + seed, 10 + seed % 7, torch.Generator().manual_seed(seed))[0]
+        outs = []
+        for solve in (lapjv, lap.lapjv):
+            _, x, y = solve(cost.double().numpy(), extend_cost=True, cost_limit=0.05)
+            matches = [(i, j) for i, j in enumerate(x) if j >= 0]
+            outs.append((matches, np.where(x < 0)[0].tolist(), np.where(y < 0)[0].tolist()))
+        assert outs[0] == outs[1]
+    _, x, _ = lapjv(torch.rand(5, 3), extend_cost=True)  # a tensor works too
+    assert sorted(x[x >= 0].tolist()) == [0, 1, 2]
+
+
+LAPJV_BAD = [
+    # Raised as lapx raises them: same type, same message.
+    (np.random.rand(3, 4), dict()),
+    (np.zeros((2, 2, 2)), dict(cost_limit=1.0)),
+    (np.zeros(3), dict(extend_cost=True)),
+    (np.eye(3), dict(cost_limit=nan)),
+    (np.eye(3), dict(cost_limit=-inf)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(LAPJV_BAD)))
+def test_lapjv_same_errors_as_lapx(case, lap):
+    a, kw = LAPJV_BAD[case]
+    with pytest.raises(Exception) as ours:
+        lapjv(a, **kw)
+    with pytest.raises(Exception) as theirs:
+        lap.lapjv(a, **kw)
+    assert ours.type is theirs.type and str(ours.value) == str(theirs.value)
+
+
+@pytest.mark.parametrize("a, kw, err, msg", [
+    # lapx's answer is undefined for these (its docs); ours is an error, never garbage.
+    ([[nan, 1], [1, 1]], dict(), ValueError, "matrix contains invalid numeric entries"),
+    ([[-inf, 1], [1, 1]], dict(cost_limit=5.0), ValueError, "matrix contains invalid numeric entries"),
+    ([[1, inf], [inf, inf]], dict(), ValueError, "cost matrix is infeasible"),
+    ([[1, inf, inf], [inf, inf, inf]], dict(extend_cost=True), ValueError, "cost matrix is infeasible"),
+    ([[1, 2], [3, 4]], dict(cost_limit="1"), TypeError, "cost_limit must be a real number, got str"),
+    (np.array([[1j, 1], [1, 1]]), dict(), TypeError, "Cannot cast"),
+])
+def test_lapjv_errors_where_lapx_is_undefined(a, kw, err, msg):
+    with pytest.raises(err, match=msg):
+        lapjv(a, **kw)
+
+
+def test_lapjv_limit_makes_infeasible_solvable():
+    """With a cost limit a row with no allowed pair stays unmatched, and the rest are matched."""
+    total, x, y = lapjv([[1, inf], [inf, inf]], cost_limit=5.0)
+    assert total == 1.0 and x.tolist() == [0, -1] and y.tolist() == [0, -1]
