@@ -100,10 +100,16 @@ def main():
     print(f"align on {shape} {dtype} ({a.device}, {torch.get_num_threads()} threads)")
     for kind in ("random", "coherent"):
         x = clip(kind, shape, dtype, a.device)
+        flat = x.flatten(0, 1)  # (B*T, N, C), a view
         fns = {
             # The floor: the frame-pair Gram matrices computed the fastest way we know (one bmm per
             # frame pair on strided views; a 4-D matmul of the slices copies both operands first).
             "mm": lambda: [torch.bmm(x[:, t], x[:, t + 1].transpose(1, 2)) for t in range(shape[1] - 1)],
+            # The same in one launch: the B*T frames as one batch, each with the next, so B - 1 of
+            # the B*T - 1 products pair the last frame of a clip with the first of the next (work
+            # thrown away). Where launches dominate (a GPU) this may beat the floor above; then
+            # alignment's similarities could be computed this way (not done: not yet measured there).
+            "mm1": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
             # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
             "clone": lambda: x.clone(),
             # Steady state: each output block is the previous call's, back from the host cache (a
@@ -116,13 +122,13 @@ def main():
             # own caching allocator always reuses: no cold case to time.
             fns["cold"] = lambda: (ata_ext.empty_host_cache(), ata_ext.align(x))
         t = timed(fns, a.device, reps=9)
-        mm, clone, tn, nt, cold = t["mm"], t["clone"], t["tn"], t["nt"], t.get("cold")
+        mm, mm1, clone, tn, nt, cold = t["mm"], t["mm1"], t["clone"], t["tn"], t["nt"], t.get("cold")
         xs = x[: a.literal_clips].float().cpu()
         lit = timed({"lit": lambda: [literal_align(c) for c in xs]}, "cpu", reps=2)["lit"] * shape[0] / a.literal_clips
         row = {"features": kind, "shape": list(shape), "dtype": str(dtype), "device": a.device,
-               "matmul_s": mm, "clone_s": clone, "align_s": tn, "align_cold_s": cold, "align_nt_s": nt, "literal_s": lit}
+               "matmul_s": mm, "matmul_one_bmm_s": mm1, "clone_s": clone, "align_s": tn, "align_cold_s": cold, "align_nt_s": nt, "literal_s": lit}
         results.append(row)
-        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
+        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms (as one bmm {mm1 * 1e3:6.1f} ms)   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
               + (f"   cold {cold * 1e3:6.1f} ms ({cold / mm:4.2f}x)" if cold else "") + f"   align nt {nt * 1e3:8.1f} ms ({nt / mm:4.2f}x)   literal Algorithm 1 {lit * 1e3:9.1f} ms"
               f" ({lit / tn:5.1f}x slower than align)")
         if a.parts:
