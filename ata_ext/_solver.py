@@ -65,6 +65,27 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     that are exact copies) it slows down, and the CPU solver (cost.cpu()) is the faster choice
     there, as it is for N >= 392 (README, "Where the auction is slow").
     """
+    # One test for the usual case, the detailed ones only when it fails: a call on a small problem
+    # (a tracker's frame) is mostly this function's and the dispatcher's fixed cost.
+    if not (isinstance(cost, torch.Tensor) and cost.dtype in _DTYPES and cost.layout == torch.strided
+            and cost.dim() >= 2 and algorithm in _ALGORITHMS):
+        _raise_bad_input(cost, algorithm)
+    if algorithm == "jv" and not cost.is_cpu:
+        raise ValueError("linear_sum_assignment: algorithm='jv' runs on the CPU only; move the tensor with .cpu()")
+    maximize = bool(maximize)
+    if cost_limit is not None:
+        limit = _check_limit(cost_limit, "linear_sum_assignment")
+        if algorithm != "auction" and (cost.is_cpu or cost.is_meta):  # JV takes the limit natively
+            return ops.linear_sum_assignment.default(cost, maximize, check, float(limit))
+        if cost.shape[-1] and cost.shape[-2]:  # otherwise there is nothing to match: the plain answer
+            return _solve_limited(cost, maximize, limit, algorithm, check)
+    if algorithm == "auction":
+        return ops.lsa_auction.default(cost, maximize, check)
+    return ops.linear_sum_assignment.default(cost, maximize, check)
+
+
+def _raise_bad_input(cost, algorithm):
+    """The error for linear_sum_assignment's arguments when its one-line test of them failed."""
     if not isinstance(cost, torch.Tensor):
         raise TypeError(
             f"linear_sum_assignment: cost must be a torch.Tensor, got {type(cost).__name__} "
@@ -80,24 +101,13 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     if cost.dtype not in _DTYPES:
         raise TypeError(f"linear_sum_assignment: cost dtype {cost.dtype} is not supported (supported: "
                         + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
-    if algorithm not in _ALGORITHMS:
-        raise ValueError(f"linear_sum_assignment: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
-    if algorithm == "jv" and cost.device.type != "cpu":
-        raise ValueError("linear_sum_assignment: algorithm='jv' runs on the CPU only; move the tensor with .cpu()")
-    maximize = bool(maximize)
-    if cost_limit is not None:
-        limit = _check_limit(cost_limit, "linear_sum_assignment")
-        if algorithm != "auction" and cost.device.type in ("cpu", "meta"):  # JV takes the limit natively
-            return ops.linear_sum_assignment(cost, maximize, check, float(limit))
-        if cost.shape[-1] and cost.shape[-2]:  # otherwise there is nothing to match: the plain answer
-            return _solve_limited(cost, maximize, limit, algorithm, check)
-    if algorithm == "auction":
-        return ops.lsa_auction(cost, maximize, check)
-    return ops.linear_sum_assignment(cost, maximize, check)
+    raise ValueError(f"linear_sum_assignment: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
 
 
 def _check_limit(limit, name):
     """cost_limit as a Python number (int kept exact for int64 costs), or a clear error."""
+    if type(limit) is float and math.isfinite(limit):  # the usual case, before the general tests
+        return limit
     if isinstance(limit, torch.Tensor) and limit.numel() == 1 and not limit.is_complex():
         limit = limit.item()
     if isinstance(limit, bool) or not isinstance(limit, numbers.Real):

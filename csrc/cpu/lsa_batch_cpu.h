@@ -258,14 +258,15 @@ template <typename Solver>
 at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, const char* op, Solver solve,
                          std::optional<double> limit = {}) {
   lsa_check_input(cost_in, op);
-  at::Tensor out = lsa_output(cost_in);
   const int64_t n = cost_in.size(-2), m = cost_in.size(-1);
+  // Left unset where every row's entry is written below (a fill is one more dispatched op, a
+  // share of a small problem's call).
+  at::Tensor out = lsa_output(cost_in, /*filled=*/m == 0);
   if (out.numel() == 0 || m == 0) return out;
   // Views stay views for any strided input whose batch dims can be flattened; otherwise one copy.
   const at::Tensor cost = cost_in.reshape({-1, n, m});
   const int64_t batch = cost.size(0);
-  at::Tensor out2 = out.view({batch, n});
-  int64_t* out_ptr = out2.data_ptr<int64_t>();
+  int64_t* out_ptr = out.data_ptr<int64_t>();  // contiguous (batch, n)
   std::vector<int32_t> status(batch, kOk);
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "linear_sum_assignment", [&] {
     const scalar_t* base = cost.const_data_ptr<scalar_t>();
@@ -274,8 +275,9 @@ at::Tensor lsa_run_batch(const at::Tensor& cost_in, bool maximize, bool check, c
         batch,
         [&](int64_t b, DenseProblem& p, std::vector<int64_t>& sol) {
           status[b] = lsa_solve_one(base + b * sb, n, m, s0, s1, maximize, b, solve, p, sol, limit);
-          if (status[b] != kOk) return;
           int64_t* o = out_ptr + b * n;
+          if (status[b] != kOk || n > m) std::fill(o, o + n, -1);  // a failed problem, rows left out
+          if (status[b] != kOk) return;
           if (n <= m) {
             for (int64_t i = 0; i < n; ++i) o[i] = sol[i];
           } else {  // solved the transpose: sol maps original columns to original rows (or -1)
