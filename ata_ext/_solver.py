@@ -202,29 +202,23 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
         raise TypeError("linear_sum_assignment_ragged: costs must be a list or tuple of 2-D tensors, got "
                         f"{type(costs).__name__} (for one batch of equal shapes use linear_sum_assignment)")
     costs = list(costs)
-    for k, c in enumerate(costs):
-        if not isinstance(c, torch.Tensor):
-            raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] must be a torch.Tensor, got {type(c).__name__}")
-        _check_dense(c, f"linear_sum_assignment_ragged: costs[{k}]")
-        if c.dim() != 2:
-            raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] must be 2-D (N, M), got shape {tuple(c.shape)}")
-        if c.device != costs[0].device:
-            raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] is on {c.device}, costs[0] on {costs[0].device}")
-        if c.is_complex() or c.dtype not in _DTYPES:
-            raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] has dtype {c.dtype}, which is not supported "
-                            "(supported: " + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
+    device = costs[0].device if costs and isinstance(costs[0], torch.Tensor) else None
+    # One cheap test a problem; the detailed ones, which name the problem, only when it fails.
+    if not all(isinstance(c, torch.Tensor) and c.dtype in _DTYPES and c.layout == torch.strided and c.dim() == 2
+               and c.device == device for c in costs):
+        _raise_bad_ragged(costs)
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"linear_sum_assignment_ragged: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
-    if algorithm == "jv" and costs and costs[0].device.type != "cpu":
+    if algorithm == "jv" and costs and not costs[0].is_cpu:
         raise ValueError("linear_sum_assignment_ragged: algorithm='jv' runs on the CPU only; move the tensors with .cpu()")
     if not costs:
         return []
     limit = None if cost_limit is None else _check_limit(cost_limit, "linear_sum_assignment_ragged")
-    if algorithm == "jv" or (algorithm == "auto" and costs[0].device.type in ("cpu", "meta")):
+    if algorithm == "jv" or (algorithm == "auto" and (device.type == "cpu" or device.type == "meta")):
         # Jonker-Volgenant solves each problem at its own size, in parallel: no padding. (Meta
         # tensors go to the op's fake kernel: the shapes of the answer follow from the inputs'.)
-        rows, cols = ops.linear_sum_assignment_ragged(costs, bool(maximize), bool(check),
-                                                      None if limit is None else float(limit))
+        rows, cols = ops.linear_sum_assignment_ragged.default(costs, bool(maximize), bool(check),
+                                                              None if limit is None else float(limit))
         return list(zip(rows, cols))
     if limit is not None:
         return _ragged_limited(costs, maximize, limit, algorithm, check)
@@ -232,7 +226,6 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
     dtype = costs[0].dtype
     for c in costs[1:]:
         dtype = torch.promote_types(dtype, c.dtype)
-    device = costs[0].device
     empty = torch.empty(0, dtype=torch.long, device=device)
     out = [(empty, empty)] * len(costs)
     groups = {}  # (longer side, whether the rows are the shorter side) -> indices into costs
@@ -275,6 +268,22 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
         for k, r, c in zip(ks, row_ind.split(short), col_ind.split(short)):
             out[k] = (r, c)
     return out
+
+
+def _raise_bad_ragged(costs):
+    """The error for linear_sum_assignment_ragged's costs when its one test of each failed, naming
+    the first problem at fault."""
+    for k, c in enumerate(costs):
+        if not isinstance(c, torch.Tensor):
+            raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] must be a torch.Tensor, got {type(c).__name__}")
+        _check_dense(c, f"linear_sum_assignment_ragged: costs[{k}]")
+        if c.dim() != 2:
+            raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] must be 2-D (N, M), got shape {tuple(c.shape)}")
+        if c.device != costs[0].device:
+            raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] is on {c.device}, costs[0] on {costs[0].device}")
+        if c.is_complex() or c.dtype not in _DTYPES:
+            raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] has dtype {c.dtype}, which is not supported "
+                            "(supported: " + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
 
 
 def _ragged_limited(costs, maximize, limit, algorithm, check):
