@@ -28,7 +28,7 @@ def _as_matrix(cost_matrix, shape_message):
 def _solve(a, maximize, cost_limit=None):
     """Each row's column (-1: unmatched) for a non-empty float64 matrix, with scipy's messages."""
     try:
-        return ops.linear_sum_assignment(torch.from_numpy(a), maximize, True, cost_limit).numpy()
+        return ops.linear_sum_assignment.default(torch.from_numpy(a), maximize, True, cost_limit).numpy()
     except ValueError as e:
         msg = str(e)
         if "invalid numeric entries" in msg:
@@ -81,9 +81,10 @@ def lapjv(cost, extend_cost=False, cost_limit=np.inf, return_cost=True):
         raise ValueError("Square cost array expected. If cost is intentionally non-square, "
                          "pass extend_cost=True or set a finite cost_limit.")
     x = _solve(a, False, None if limit == math.inf else limit) if a.size else np.full(n, -1)
-    rows = np.flatnonzero(x >= 0)
+    rows = (x >= 0).nonzero()[0]
     cols = x[rows]
-    y = np.full(m, -1, dtype=np.int32)
+    y = np.empty(m, dtype=np.int32)
+    y.fill(-1)
     y[cols] = rows
     x = x.astype(np.int32)
     if not return_cost:
