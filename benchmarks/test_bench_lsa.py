@@ -114,11 +114,13 @@ def test_lsa_ragged(benchmark, solver):
 
 
 @pytest.mark.parametrize("batch,tracks,detections", [(1, 30, 25), (64, 50, 40)])
-@pytest.mark.parametrize("solver", ["ata_ext"] + [f"ata_ext-{d}" for d in devices() if d != "cpu"] + ["scipy", "lapx"])
+@pytest.mark.parametrize("solver", ["ata_ext"] + [f"ata_ext-{d}" for d in devices() if d != "cpu"]
+                         + ["ata_ext-lapjv", "scipy", "lapx"])
 def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
     # Tracking-like association with cost_limit=0.05; scipy solves each problem extended with one
     # column of the limit per track (the smallest exact construction it can take), lapx loops its
-    # lapjv(cost_limit=...), as trackers call it once per frame.
+    # lapjv(cost_limit=...), as trackers call it once per frame, and ata_ext-lapjv loops the
+    # drop-in for it, ata_ext.compat.lapjv.
     from scipy.optimize import linear_sum_assignment
 
     limit = 0.05
@@ -137,9 +139,9 @@ def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
         assert np.allclose(saving(cols), ref, rtol=0, atol=1e-9)
         benchmark(solve)
         return
-    if solver == "lapx":
-        lap = pytest.importorskip("lap")
-        solve = lambda: [lap.lapjv(x, extend_cost=True, cost_limit=limit, return_cost=False)[0] for x in c]  # noqa: E731
+    if solver in ("lapx", "ata_ext-lapjv"):
+        lapjv = pytest.importorskip("lap").lapjv if solver == "lapx" else ata_ext.compat.lapjv
+        solve = lambda: [lapjv(x, extend_cost=True, cost_limit=limit, return_cost=False)[0] for x in c]  # noqa: E731
         assert np.allclose(saving(solve()), ref, rtol=0, atol=1e-9)
         benchmark(solve)
         return
