@@ -1,5 +1,6 @@
 """The example training loop runs (tiny size, few steps), resumes from its checkpoints, and its
-DistributedDataParallel variant keeps two CPU ranks' parameters identical."""
+DistributedDataParallel variant keeps two CPU ranks' parameters identical; the tracking example
+gets the same tracks from every solver."""
 import json
 import os
 import subprocess
@@ -50,3 +51,15 @@ def test_ddp_two_cpu_ranks_stay_identical(tmp_path):
 
     init = [q.detach() for q in VideoTransformer(frames=4, size=16).parameters()]
     assert any(not torch.equal(a, b) for a, b in zip(p0, init))
+
+
+def test_tracking_example_solvers_agree():
+    """The batched call, compat.lapjv, lapx and scipy associate identically, frame after frame (the
+    script exits non-zero otherwise), on a few small videos."""
+    script = os.path.join(ROOT, "examples", "track_synthetic.py")
+    r = subprocess.run([sys.executable, script, "--videos", "3", "--frames", "15", "--threads", "1"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "every solver gave the same tracks" in r.stdout
+    for name in ("ata_ext batched", "ata_ext lapjv", "lapx lapjv", "scipy"):
+        assert name in r.stdout
