@@ -3,6 +3,9 @@ ata_ext.compat.lapjv like lapx's lap.lapjv."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
 import ata_ext.testing
@@ -208,3 +211,32 @@ def test_lapjv_limit_makes_infeasible_solvable():
     """With a cost limit a row with no allowed pair stays unmatched, and the rest are matched."""
     total, x, y = lapjv([[1, inf], [inf, inf]], cost_limit=5.0)
     assert total == 1.0 and x.tolist() == [0, -1] and y.tolist() == [0, -1]
+
+
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=10),
+        elements=st.one_of(st.integers(-3, 3).map(float), st.floats(-5, 5), st.just(inf)),  # ties, forbidden pairs
+    ),
+    st.one_of(st.just(inf), st.integers(-3, 3).map(float), st.floats(-5, 5)),
+)
+def test_property_lapjv_objective_is_lapx(a, limit):
+    """On random small matrices with ties and forbidden pairs, with or without a limit: lapjv's
+    answer is consistent, every matched pair is allowed and below the limit, and its objective is
+    lapx's (where lapx's answer is defined: a complete assignment exists, or there is a limit)."""
+    lap = pytest.importorskip("lap")
+    n, m = a.shape
+    try:
+        total, x, y = lapjv(a, extend_cost=True, cost_limit=limit)
+    except ValueError as e:  # only for a problem with no complete assignment and no limit
+        assert limit == inf and "infeasible" in str(e)
+        return
+    rows = np.flatnonzero(x >= 0)
+    assert np.array_equal(y[x[rows]], rows) and (y >= 0).sum() == len(rows)
+    assert np.isfinite(a[rows, x[rows]]).all() and total == a[rows, x[rows]].sum()
+    shift = 0.0 if limit == inf else limit
+    assert (a[rows, x[rows]] < limit).all() and (limit < inf or len(rows) == min(n, m))
+    _, x_l, _ = lap.lapjv(a, extend_cost=True, cost_limit=limit)
+    rows_l = np.flatnonzero(x_l >= 0)
+    assert (a[rows, x[rows]] - shift).sum() == pytest.approx((a[rows_l, x_l[rows_l]] - shift).sum(), abs=1e-9)
