@@ -10,6 +10,7 @@ _ALGORITHMS = ("auto", "jv", "auction")
 # The dtypes the kernels are built for (csrc/common/lsa_common.h checks the same list).
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.uint8, torch.int8, torch.int16,
            torch.int32, torch.int64, torch.bool)
+_DTYPE_NAMES = ", ".join(str(d).removeprefix("torch.") for d in _DTYPES)  # for error messages
 
 
 def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="auto", check=True):
@@ -99,8 +100,7 @@ def _raise_bad_input(cost, algorithm):
     if cost.is_complex():
         raise TypeError(f"linear_sum_assignment: complex cost matrices are not supported (got {cost.dtype})")
     if cost.dtype not in _DTYPES:
-        raise TypeError(f"linear_sum_assignment: cost dtype {cost.dtype} is not supported (supported: "
-                        + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
+        raise TypeError(f"linear_sum_assignment: cost dtype {cost.dtype} is not supported (supported: {_DTYPE_NAMES})")
     raise ValueError(f"linear_sum_assignment: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
 
 
@@ -283,7 +283,7 @@ def _raise_bad_ragged(costs):
             raise ValueError(f"linear_sum_assignment_ragged: costs[{k}] is on {c.device}, costs[0] on {costs[0].device}")
         if c.is_complex() or c.dtype not in _DTYPES:
             raise TypeError(f"linear_sum_assignment_ragged: costs[{k}] has dtype {c.dtype}, which is not supported "
-                            "(supported: " + ", ".join(str(d).removeprefix("torch.") for d in _DTYPES) + ")")
+                            f"(supported: {_DTYPE_NAMES})")
 
 
 def _ragged_limited(costs, maximize, limit, algorithm, check):

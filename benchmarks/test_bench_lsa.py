@@ -118,7 +118,8 @@ def test_lsa_ragged(benchmark, solver):
                          + ["ata_ext-lapjv", "scipy", "lapx"])
 def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
     # Tracking-like association with cost_limit=0.05; scipy solves each problem extended with one
-    # column of the limit per track (the smallest exact construction it can take), lapx loops its
+    # column of the limit per track (an exact construction; bench.py extends the shorter side, the
+    # smallest one, which for 30 tracks x 25 detections is the detections), lapx loops its
     # lapjv(cost_limit=...), as trackers call it once per frame, and ata_ext-lapjv loops the
     # drop-in for it, ata_ext.compat.lapjv.
     from scipy.optimize import linear_sum_assignment
