@@ -38,7 +38,9 @@ TORCH_LIBRARY(ata_ext, m) {
   // y is (..., T, N, C), or (..., N, T, C) with nt=True (the layout temporal attention reads):
   //   y[..., t, i, :] (or y[..., i, t, :]) = x[..., t, perm[..., t, i], :]
   // align_gather makes y from x, align_scatter x from y: each is the other's inverse and gradient.
-  // `check` validates perm (one host sync on CUDA).
+  // `check` validates perm (one host sync on CUDA). Without it an index out of range still never
+  // reads or writes outside the tensors: a ValueError on the CPU, a device-side assert on CUDA
+  // (as PyTorch's own index ops); repeated indices leave output rows unwritten.
   m.def("align_gather(Tensor x, Tensor perm, bool nt=False, bool check=True) -> Tensor");
   m.def("align_scatter(Tensor y, Tensor perm, bool nt=False, bool check=True) -> Tensor");
   // Frame-pair Gram matrices to cosine similarities, in place (align's step after the matmuls):

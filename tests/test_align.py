@@ -188,6 +188,48 @@ def test_bad_input(device):
         torch.ops.ata_ext.align_gather(x, bad, False, True)
 
 
+@pytest.mark.parametrize("layout", ["tn", "nt"])
+def test_unchecked_gathers_stay_in_bounds(layout):
+    # check=False skips the permutation test (dealign inside a model, perm from align), but an
+    # index out of range must still never move memory from or to outside the tensors: on the CPU
+    # a ValueError naming the entry. (A -1 is what a failed solve leaves in a composed perm.)
+    x = torch.randn(2, 3, 4, 8)
+    _, perm = ata_ext.align(x)
+    y = x.transpose(1, 2).contiguous() if layout == "nt" else x
+    nt = layout == "nt"
+    for value in (4, -1, 2**62, -(2**63)):
+        bad = perm.clone()
+        bad[1, 2, 3] = value
+        for op, features in ((ops.align_gather, x), (ops.align_scatter, y)):
+            with pytest.raises(ValueError, match=rf"perm\[5\] .* holds {value}, outside 0..3"):
+                op(features, bad, nt, False)
+        with pytest.raises(ValueError, match="outside 0..3"):
+            ata_ext.dealign(y, bad, layout=layout, check=False)
+    # Repeated indices are what check=False leaves to the caller: no error, the in-range rows moved.
+    rep = perm.clone()
+    rep[0, 1, 0] = rep[0, 1, 1]
+    out = ops.align_gather(x, rep, False, False)
+    assert torch.equal(out[0, 1, 1:], x[0, 1, rep[0, 1, 1:]])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_unchecked_cuda_gather_asserts_out_of_range():
+    # On CUDA check=False has no validation pass and no sync: an index out of range stops the
+    # kernel with a device-side assert (PyTorch's own index ops do the same), so it runs in a
+    # process of its own, whose CUDA context the assert ends.
+    code = (
+        "import torch, ata_ext\n"
+        "x = torch.randn(2, 3, 4, 8, device='cuda')\n"
+        "perm = torch.arange(4, device='cuda').expand(2, 3, 4).contiguous()\n"
+        "perm[1, 2, 3] = 4\n"
+        "ata_ext.dealign(x, perm, check=False)\n"
+        "torch.cuda.synchronize()\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "device-side assert" in r.stderr, r.stderr[-2000:]
+
+
 def composed_by_gathers(steps):
     """perm[b, t] = steps[t-1, b][perm[b, t-1]], one torch.gather a frame: the reference."""
     T1, B, N = steps.shape

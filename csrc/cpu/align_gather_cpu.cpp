@@ -1,9 +1,10 @@
 // CPU implementation of ata_ext::align_gather and ata_ext::align_scatter: row copies (memcpy of
-// C elements, any dtype) in parallel over rows, after checking that perm holds permutations,
-// into outputs from the host block cache.
+// C elements, any dtype) in parallel over rows, after checking that perm holds permutations (or,
+// with check=False, only that its indices are in range), into outputs from the host block cache.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -55,13 +56,23 @@ at::Tensor copy_rows_cpu(const at::Tensor& src_in, const at::Tensor& perm_in, bo
   char* to = static_cast<char*>(out.data_ptr());
   // Grain: about 64 KiB of copying per task.
   const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(row_bytes, 1));
+  // Indices are range-checked even with check=False (one compare a row, against a copy of C
+  // elements): an unchecked perm must never make the copies read or write outside the tensors.
+  std::atomic<int64_t> out_of_range{-1};
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
+      if (static_cast<uint64_t>(p[k]) >= static_cast<uint64_t>(N)) {
+        out_of_range.store(k, std::memory_order_relaxed);
+        continue;
+      }
       const RowPair r = align_rows(k, p[k], T, N, nt);
       const int64_t src_row = scatter ? r.y_row : r.x_row, dst_row = scatter ? r.x_row : r.y_row;
       std::memcpy(to + dst_row * row_bytes, from + src_row * row_bytes, row_bytes);
     }
   });
+  const int64_t bad = out_of_range.load();
+  TORCH_CHECK_VALUE(bad < 0, op, ": perm[", bad / N, "] (flattened over (..., T)) holds ", p[bad < 0 ? 0 : bad],
+                    ", outside 0..", N - 1, " (check=False skips the test for repeated indices, not this one)");
   return out;
 }
 

@@ -42,7 +42,11 @@ __global__ void copy_rows_kernel(const char* __restrict__ src, char* __restrict_
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t{gridDim.x} * (blockDim.x / 32);
   for (int64_t k = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32; k < rows; k += warps) {
-    const RowPair r = align_rows(k, __ldg(perm + k), T, N, nt);
+    const int64_t p = __ldg(perm + k);
+    // Even with check=False (no validation pass, no sync), an index out of range must not move
+    // bytes from or to outside the tensors: a device-side assert, as PyTorch's index ops raise.
+    CUDA_KERNEL_ASSERT(p >= 0 && p < N);
+    const RowPair r = align_rows(k, p, T, N, nt);
     const V* from = reinterpret_cast<const V*>(src) + (scatter ? r.y_row : r.x_row) * vecs_per_row;
     V* to = reinterpret_cast<V*>(dst) + (scatter ? r.x_row : r.y_row) * vecs_per_row;
     for (int64_t v = lane; v < vecs_per_row; v += 32) to[v] = __ldg(from + v);
