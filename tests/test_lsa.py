@@ -535,6 +535,37 @@ def test_large_and_tie_heavy_terminate(device, algorithm):
         check_optimal(device, algorithm, c, solve(c, device=device, algorithm=algorithm))
 
 
+@pytest.mark.parametrize("maximize", [False, True])
+def test_jv_long_tied_searches(maximize):
+    """From 2048 columns a JV search that has scanned 16 rows at a distance several columns share
+    finishes on lists, scanning equal distances in the order found (augment_by_lists in
+    csrc/cpu/linear_sum_assignment_cpu.cpp). Small-integer costs at that size, square (after the
+    initialisation), rectangular (augmentation from zero duals), with forbidden pairs, with a
+    limit (the extended problem is wider), and infeasible through a long search: scipy's objective."""
+    g = torch.Generator().manual_seed(11)
+    cases = [torch.randint(0, 1000, (2100, 2100), generator=g).double(),
+             torch.randint(0, 20, (2050, 2050), generator=g).double(),
+             torch.randint(0, 50, (300, 2100), generator=g).double(),
+             torch.randint(0, 50, (2100, 300), generator=g).double()]
+    forbidden = torch.randint(0, 30, (2050, 2050), generator=g).double()
+    forbidden[torch.rand(2050, 2050, generator=g) < 0.3] = math.inf
+    forbidden.fill_diagonal_(1.0)
+    cases.append(forbidden)
+    for cost in cases:
+        cost = -cost if maximize else cost
+        if maximize:
+            cost = torch.where(torch.isinf(cost), -math.inf, cost)
+        check_optimal("cpu", "jv", cost, solve(cost, maximize, algorithm="jv"), maximize)
+    limit = -25.0 if maximize else 25.0
+    cost = cases[2][:, :1800] * (-1 if maximize else 1)
+    assert_optimal_limited(cost, solve(cost, maximize, algorithm="jv", cost_limit=limit), limit, maximize)
+    # 20 rows that can take only 19 columns (the same ones): the last search scans them all first.
+    cost = torch.randint(0, 5, (2100, 2100), generator=g).double()
+    cost[:20, 19:] = math.inf
+    with pytest.raises(ValueError, match="infeasible"):
+        solve(cost, algorithm="jv")
+
+
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 @pytest.mark.parametrize("kind", ["flat_sample_rows", "half_constant_rows", "random_cosine"])
 def test_row_reduction_candidate_lists(device, algorithm, kind):

@@ -31,6 +31,7 @@ struct JvState {
   std::vector<double> v;                // column duals
   std::vector<double> w, d;             // augment: tentative distances (-inf once scanned), final ones
   std::vector<int64_t> y, pred, scanned;  // row of column (-1 free), path predecessor, scan order
+  std::vector<int64_t> todo, ready;     // augment_by_lists: columns above the current distance, at it
   std::vector<int64_t> free_rows;
   std::vector<int64_t> matches, imin;   // init: columns whose minimum each row is, each column's row of minimum
   std::vector<double> padded;           // nearly square problems, padded to square
@@ -299,6 +300,96 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   }
 }
 
+// Long searches on tie-heavy costs (large problems only). Among columns at the same distance, the order of scanning
+// decides how soon a free one is reached, and lowest index first (the dense loop below) can be
+// far from the best: on one 4000 x 4000 problem of integers in [0, 1000) the augmentation scanned
+// 307,846 rows where scanning in the order the columns reached that distance (first found, first
+// scanned, as Jonker and Volgenant's own code does) scanned 35,356. So a search that has scanned
+// kListScans rows of a problem with at least kListMinCols columns, and whose current distance is
+// held by several columns, is finished here: the columns above the current distance in a list
+// (todo) that each scan relaxes and compacts, the columns at it in a queue (ready). The list also
+// skips the scanned columns the dense pass still reads. Float costs rarely tie and stay dense.
+// Measured on one thread (alternating builds, two or three rounds; this machine's noise is about
+// 20%): integers in [0, 1000) at n = 4096 4.9-5.8x less time, at 3072 2.2-2.9x, at 2048 no
+// difference; below that the lists' gathers and branches cost more than the order saves (1280^2
+// and 1536^2 integers 10-60% slower, 1024^2 30%), hence kListMinCols. Integers in [0, 100) and
+// float costs: no difference beyond the noise at any of these sizes.
+constexpr int64_t kListScans = 16, kListMinCols = 2048;
+
+// Whether two or more columns hold distance best (scanned ones hold -inf).
+inline bool distance_tied(const double* w, int64_t cols, double best) {
+  int64_t at = 0;
+  for (int64_t k = 0; k < cols && at < 2; ++k) at += w[k] == best;
+  return at >= 2;
+}
+
+// Finishes jv_augment's search from its state (w, pred, the nscanned columns scanned so far,
+// best the current distance, no free column at it) by lists, as described above. Returns the free
+// column the shortest path ends at (d set for it and for every scanned column), or -1 if none is
+// reachable.
+int64_t augment_by_lists(const double* c, int64_t cols, double best, int64_t& nscanned, JvState& s) {
+  double* w = s.w.data();
+  double* d = s.d.data();
+  const double* v = s.v.data();
+  const int64_t* y = s.y.data();
+  int64_t* pred = s.pred.data();
+  int64_t* todo = s.todo.data();
+  int64_t* ready = s.ready.data();
+  int64_t ntodo = 0, head = 0, tail = 0;  // ready[head, tail) is the queue
+  for (int64_t k = 0; k < cols; ++k) {
+    if (w[k] == -kInf) continue;
+    if (w[k] <= best) ready[tail++] = k;  // <=: a relaxation may round below best
+    else todo[ntodo++] = k;
+  }
+  while (true) {
+    if (head == tail) {  // the next distance: its columns join the queue, a free one ends the search
+      double mn = kInf;
+      for (int64_t t = 0; t < ntodo; ++t) mn = std::min(mn, w[todo[t]]);
+      if (mn == kInf) return -1;
+      best = mn;
+      head = tail = 0;
+      int64_t keep = 0;
+      for (int64_t t = 0; t < ntodo; ++t) {
+        const int64_t k = todo[t];
+        if (w[k] > best) {
+          todo[keep++] = k;
+        } else if (y[k] < 0) {
+          d[k] = w[k];
+          return k;
+        } else {
+          ready[tail++] = k;
+        }
+      }
+      ntodo = keep;
+    }
+    const int64_t j = ready[head++], i = y[j];
+    d[j] = w[j];
+    w[j] = -kInf;
+    s.scanned[nscanned++] = j;
+    const double* ci = c + i * cols;
+    const double h = ci[j] - v[j] - d[j];  // row i's dual relative to the path length so far
+    int64_t keep = 0;
+    for (int64_t t = 0; t < ntodo; ++t) {
+      const int64_t k = todo[t];
+      const double nd = ci[k] - v[k] - h;
+      if (nd < w[k]) {
+        w[k] = nd;
+        pred[k] = i;
+        if (nd <= best) {  // at the current distance: a free column ends the search, others queue
+          if (y[k] < 0) {
+            d[k] = nd;
+            return k;
+          }
+          ready[tail++] = k;
+          continue;
+        }
+      }
+      todo[keep++] = k;
+    }
+    ntodo = keep;
+  }
+}
+
 // Dijkstra from free row f over reduced costs; augments along the shortest path to a free column
 // and updates the duals so the invariant above keeps holding. Infeasible iff no finite path.
 // Each scanned row relaxes every column in one vectorised pass (scanned columns hold -inf, so
@@ -331,6 +422,11 @@ ATA_EXT_AVX2_CLONES bool jv_augment(const double* c, int64_t cols, int64_t f, in
       while (!(w[j] == best && y[j] < 0)) ++j;
       d[j] = best;
       sink = j;
+      break;
+    }
+    if (nscanned == kListScans && cols >= kListMinCols && distance_tied(w, cols, best)) {
+      sink = augment_by_lists(c, cols, best, nscanned, s);
+      if (sink < 0) return false;
       break;
     }
     while (w[j] != best) ++j;
@@ -415,6 +511,8 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
   s.y.assign(m, -1);
   s.pred.resize(m);
   s.scanned.resize(m);
+  s.todo.resize(m);
+  s.ready.resize(m);
   std::fill(x, x + n, -1);
   if (n == m && n >= kMinInitN && p.all_finite) {
     jv_init(c, n, x, s);
