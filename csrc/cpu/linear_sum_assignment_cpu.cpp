@@ -312,7 +312,7 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
 // Measured on one thread (alternating builds, two or three rounds; this machine's noise is about
 // 20%): integers in [0, 1000) at n = 4096 4.9-5.8x less time, at 3072 2.2-2.9x, at 2048 no
 // difference; below that the lists' gathers and branches cost more than the order saves (1280^2
-// and 1536^2 integers 10-60% slower, 1024^2 30%), hence kListMinCols. Integers in [0, 100) and
+// and 1536^2 integers up to 2x slower, 1024^2 30%), hence kListMinCols. Integers in [0, 100) and
 // float costs: no difference beyond the noise at any of these sizes.
 constexpr int64_t kListScans = 16, kListMinCols = 2048;
 
