@@ -300,17 +300,17 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   }
 }
 
-// Long searches on tie-heavy costs (large problems only). Among columns at the same distance, the order of scanning
-// decides how soon a free one is reached, and lowest index first (the dense loop below) can be
-// far from the best: on one 4000 x 4000 problem of integers in [0, 1000) the augmentation scanned
-// 307,846 rows where scanning in the order the columns reached that distance (first found, first
-// scanned, as Jonker and Volgenant's own code does) scanned 35,356. So a search that has scanned
+// Long searches on tie-heavy costs (large problems only). Among columns at the same distance, the
+// order of scanning decides how soon a free one is reached, and lowest index first (the dense loop
+// below) can be far from the best: on one 4000 x 4000 problem of integers in [0, 1000) the
+// augmentation scanned 307,846 rows where scanning in the order the columns reached that distance
+// (first found, first scanned, as Jonker and Volgenant's own code does) scanned 35,356. So a search that has scanned
 // kListScans rows of a problem with at least kListMinCols columns, and whose current distance is
 // held by several columns, is finished here: the columns above the current distance in a list
 // (todo) that each scan relaxes and compacts, the columns at it in a queue (ready). The list also
 // skips the scanned columns the dense pass still reads. Float costs rarely tie and stay dense.
 // Measured on one thread (alternating builds, two or three rounds; this machine's noise is about
-// 20%): integers in [0, 1000) at n = 4096 4.9-5.8x less time, at 3072 2.2-2.9x, at 2048 no
+// 20%): integers in [0, 1000) at n = 4096 4.9-5.8x less time, at 3072 2.2-3.0x, at 2048 no
 // difference; below that the lists' gathers and branches cost more than the order saves (1280^2
 // and 1536^2 integers up to 2x slower, 1024^2 30%), hence kListMinCols. Integers in [0, 100) and
 // float costs: no difference beyond the noise at any of these sizes.
