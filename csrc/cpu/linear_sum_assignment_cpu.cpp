@@ -328,6 +328,8 @@ inline bool distance_tied(const double* w, int64_t cols, double best) {
 // column the shortest path ends at (d set for it and for every scanned column), or -1 if none is
 // reachable.
 int64_t augment_by_lists(const double* c, int64_t cols, double best, int64_t& nscanned, JvState& s) {
+  s.todo.resize(cols);  // sized here, not per problem: only long tied searches on large problems come here
+  s.ready.resize(cols);
   double* w = s.w.data();
   double* d = s.d.data();
   const double* v = s.v.data();
@@ -511,8 +513,6 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
   s.y.assign(m, -1);
   s.pred.resize(m);
   s.scanned.resize(m);
-  s.todo.resize(m);
-  s.ready.resize(m);
   std::fill(x, x + n, -1);
   if (n == m && n >= kMinInitN && p.all_finite) {
     jv_init(c, n, x, s);
