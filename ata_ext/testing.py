@@ -14,14 +14,17 @@ FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool]
 
 
-def video_similarity(batch, n, channels=64, noise=0.3, generator=None, padding=0):
+def video_similarity(batch, n, channels=64, noise=0.3, generator=None, padding=0, repeated=0):
     """Cosine similarities of consecutive 'frames' whose patch features are a shuffled, noisy copy
     of the previous frame: the matrices ATA solves (maximize). Returns (batch, n, n) float32.
     padding: tokens 0 .. padding-1 are zero in both frames (padding around content that moves
-    among the other positions), so their rows and columns of similarities are all 0."""
+    among the other positions), so their rows and columns of similarities are all 0.
+    repeated: the next that many tokens of the first frame are one feature (a flat region, such as
+    sky), so their rows of similarities are equal."""
     g = generator
     x0 = torch.randn(batch, n, channels, generator=g)
     x0[:, :padding] = 0
+    x0[:, padding : padding + repeated] = x0[:, padding : padding + 1]
     perm = torch.argsort(torch.rand(batch, n - padding, generator=g), dim=1) + padding
     x1 = torch.gather(x0, 1, perm[..., None].expand(-1, -1, channels))
     x1 = torch.cat([x0[:, :padding], x1 + noise * torch.randn(batch, n - padding, channels, generator=g)], 1)
@@ -114,6 +117,18 @@ def solver_families(generator, large=False):
     f[:, ::3] = 0.25
     f[:, 1::3][torch.rand(f[:, 1::3].shape, generator=g) < 0.3] = float("inf")
     yield f, False
+    # Equal rows bid as one pool a group (auction.h, "Pools"): a flat region of a frame (28 equal
+    # tokens); groups of 4 equal rows; equal columns of a tall problem (rows once transposed);
+    # groups of 6 with forbidden pairs, next to flat rows; a square problem of equal rows.
+    yield video_similarity(b(2, 16), 196, generator=g, repeated=28), True
+    yield torch.rand(b(2, 8), 10, 40, generator=g).repeat_interleave(4, 1), False
+    yield torch.rand(b(2, 8), 40, 8, generator=g).double().repeat_interleave(3, 2), True
+    e = torch.rand(b(2, 8), 4, 36, generator=g)
+    e[torch.rand(e.shape, generator=g) < 0.2] = float("inf")
+    e = e.repeat_interleave(6, 1)[:, torch.randperm(24, generator=g)]
+    e[:, ::5] = 0.5
+    yield e, False
+    yield torch.rand(b(2, 4), 1, 30, generator=g).expand(-1, 30, -1), True
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

@@ -335,6 +335,29 @@ def test_kernel_follows_the_pool_rule(lib, case):
     assert_optimal(cost[0].double(), out[0], mx, algorithm="auction")
 
 
+def test_kernel_and_twin_agree_on_pools(lib):
+    # Groups of equal rows bid as pools (auction.h, "Pools"), with ties everywhere (small integer
+    # costs) so that every tie rule shows: rows drawn from a few prototypes, some flat rows, some
+    # forbidden pairs (the diagonal kept allowed, so most are feasible), square and rectangular
+    # both ways, on every memory path and both block sizes.
+    g = torch.Generator().manual_seed(6)
+    for k, (n, m) in enumerate(((12, 12), (9, 20), (20, 9), (30, 30), (6, 40))):
+        proto = torch.randint(0, 4, (16, 4, m), generator=g).double()
+        cost = proto.gather(1, torch.randint(0, 4, (16, n, 1), generator=g).expand(-1, -1, m)).clone()
+        cost[:, ::5] = torch.randint(0, 4, (16, 1, 1), generator=g).double()  # flat rows
+        if k % 2:
+            cost[torch.rand(cost.shape, generator=g) < 0.15] = float("inf")
+            cost[:, range(min(n, m)), range(min(n, m))] = 1.0
+        for mx in (False, True):
+            c = torch.where(cost.isinf(), -cost, cost) if mx else cost
+            twin = ata_ext.linear_sum_assignment(c, mx, algorithm="auction", check=False)
+            for p, path in enumerate(PATHS):
+                shared_levels, list_cap = PATHS[path]
+                out, status = emulated_auction(lib, c, mx, shared_levels, wide=p % 2 == 1, seed=p, list_cap=list_cap)
+                assert torch.equal(out, twin), (n, m, mx, path)
+            assert int(ata_ext.testing.auction_rounds(c[status == OK], mx).sum()) > 0  # the pools bid
+
+
 def test_kernel_early_end_waits_for_the_pool(lib):
     # First round of the first phase: the real rows' best columns are distinct, but row 0's is a
     # tie (gap 0) on column 0, which the dummies' pool also bids on and wins (the higher row id).

@@ -983,6 +983,21 @@ def test_auction_round_counts():
     for cost, mx in ((zeros, True), (padded, False)):
         counts = auction_rounds(cost, maximize=mx).sum(-1).float()
         assert float(counts.mean()) < 200 and float(counts.max()) < 1000, counts
+    # Equal rows bid as one pool a group (auction.h, "Pools"); one by one they fought for the same
+    # columns eps at a time. Half the rows of 196 x 196 equal: 387 rounds and steps on average
+    # (63,028 one by one); groups of 4 equal rows 300 (2,968); a flat region of 40 equal tokens in
+    # a video-like frame 2 (3,626); a 200 x 100 problem whose columns come in groups of 5, 53
+    # (1,270); a square problem of equal rows 0 (2).
+    half = torch.rand(16, 196, 196, generator=g)
+    half[:, 1:98] = half[:, :1]
+    groups = torch.rand(16, 49, 196, generator=g).repeat_interleave(4, 1)
+    sky = video_similarity(16, 196, generator=g, repeated=40)
+    tall = torch.rand(16, 200, 20, generator=g).repeat_interleave(5, 2)
+    for cost, mx, mean in ((half, False, 800), (groups, False, 600), (sky, True, 10), (tall, False, 150)):
+        counts = auction_rounds(cost, maximize=mx).sum(-1).float()
+        assert float(counts.mean()) < mean, (cost.shape, counts)
+    equal = torch.rand(2, 1, 40, generator=g).expand(-1, 40, -1)
+    assert torch.equal(auction_rounds(equal), torch.zeros(2, 2, dtype=torch.long))
     # Exact ties (auction.h, "Ties"): each row ranks equal values from its own column. Rows equal
     # but for a forbidden diagonal are not flat; they bid on distinct columns and the solve ends in
     # its first round (lowest-index-first: all on column 0 or 1, 40 rounds).

@@ -14,46 +14,60 @@
 //     start of the round. Each column takes the highest packed (bid << kRowBits | row) word
 //     (ties go to the higher row), which on the GPU is one 64-bit atomicMax: the outcome of a
 //     round does not depend on thread timing.
-//     The dummies are identical, so they bid as one pool (Bertsekas' "similar persons"). With u of
-//     them unassigned, let L be the price of the (u+1)-th cheapest column the pool does not hold
-//     (ties: the first at or after column r, cyclically). The pool bids L + eps, under row id r,
-//     on the u cheapest columns it does not hold and on every column it holds priced below L
-//     (there a dummy displaces a dummy: only the price moves). Every dummy then holds a column
-//     within eps of the cheapest, as single bids would leave it, but in one round: bidding one
-//     by one, dummies outbid each other for the cheapest columns eps at a time. Rounds (chain
-//     steps included) on uniform random costs, dummies one by one vs as this pool: 7 x 100
-//     14,745 vs 10; 100 x 7 18,458 vs 10; 150 x 196 45,322 vs 261.
-//     A round with a single bidder (one real row, or one dummy) displaces at most one row, which
-//     is then the only bidder of the next round: from there to the end of the phase the rounds
-//     form a chain of single bids. Both solvers run that chain as a plain loop (on the GPU one
-//     warp, with no block barriers), which is the same sequence of rounds, so the answers are
-//     unchanged. On uniform random 196 x 196 costs most rounds are such single bids (on average
+//     Pools (Bertsekas' "similar persons"): rows that value every column alike bid as one pool.
+//     Pool 0 is the dummies, which are identical, and the flat rows (below); each group of two or
+//     more real rows with equal levels (found by a hash of each row, then compared in full:
+//     make_pools) is a pool too. Pool k bids under the id r + k, above every real row. With u of
+//     its members unassigned, let L be the value B'[g][j] - p[j] (B' = 0 for pool 0) of the
+//     (u+1)-th column in its order (higher value first; among equal values the first at or after
+//     its origin, cyclically: column r for pool 0, its lowest row for the others) of the columns
+//     it does not hold. The pool bids B'[g][j] - L + eps on the u columns it does not hold that
+//     come before that one, and on every column it holds valued above L (there a member displaces
+//     a member: only the price moves): each is left at value L - eps. Every member then holds a
+//     column within eps of its best, as single bids would leave it, but in one round: bidding one
+//     by one, equal rows outbid each other for the same columns eps at a time. (For the dummies:
+//     L + eps, L the price of the (u+1)-th cheapest column, on the u cheapest.) At the end each
+//     pool's members, lowest row first, take its columns, lowest first (any is optimal for them).
+//     Rounds (chain steps included) on uniform random costs, dummies one by one vs as this pool:
+//     7 x 100 14,745 vs 10; 100 x 7 18,458 vs 10; 150 x 196 45,322 vs 261. Equal rows one by one
+//     vs as pools, the mean of 16 problems: 196 x 196 with half the rows equal 63,028 vs 387;
+//     groups of 4 equal rows 2,968 vs 300; a flat region of 40 equal tokens in a video-like frame
+//     3,626 vs 1; 200 x 100 with columns in groups of 5 (rows, once transposed) 1,270 vs 53; a
+//     square problem of equal rows 2 vs 0 (a pool of n members holds every column: nobody bids).
+//     Costs without equal rows (levels, not values: magnitudes that span hundreds of decades can
+//     quantise two rows alike) get the same answers and round counts as before pools existed.
+//     A round with a single bidder (one real row, or a pool with one member unassigned) displaces
+//     at most one row or pool, which is then the only bidder of the next round: from there to the
+//     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
+//     plain loop (on the GPU one warp, with no block barriers), which is the same sequence of
+//     rounds, so the answers are unchanged. On uniform random 196 x 196 costs most rounds are such single bids (on average
 //     315 of 523).
-//     Early end: in the first round of a phase every row bids. If no two bids meet on a column and
-//     the pool (if any) takes only columns of one price (then the lowest), every row, dummies
-//     included, gets a column of its highest value B'[i][j] - p[j] at the round's prices. No
-//     assignment can beat that sum of row maxima, and every complete assignment pays the same
-//     total price, so the assignment is optimal: the solve ends there, whatever eps is. (Video-like
+//     Early end: in the first round of a phase everyone bids, every pool for all its members. If no
+//     two bids meet on a column, every column is taken, each row on its own gets a column of its
+//     highest value B'[i][j] - p[j] at the round's prices and each pool the u best for it. No
+//     assignment can beat that sum of row maxima and pool top-u sums (a pool's members need
+//     distinct columns), and every complete assignment pays the same total price, so the
+//     assignment is optimal: the solve ends there, whatever eps is. (Video-like
 //     costs ended in this round, the first of the first phase, 1 round instead of 5; they now end
 //     before any round, at their first choices: see FirstChoice below.)
-//     Ties: row i ranks equal values from column i on (i, i+1, ..., n-1, 0, ...), and the dummies
-//     from column r on, so rows whose values tie (a constant matrix with a forbidden diagonal, say)
-//     bid on distinct columns (the pool, if any, on the rest), and the early end applies in the
-//     first round.
+//     Ties: row i ranks equal values from column i on (i, i+1, ..., n-1, 0, ...), and a pool from
+//     its origin, so rows whose values tie (a constant matrix with a forbidden diagonal, say) bid
+//     on distinct columns (the pools, if any, on the rest), and the early end applies in the first
+//     round.
 //     With "lowest index first" all rows bid on column 0 and push the prices of equal columns up
 //     eps at a time: a constant 40 x 40 took 40 rounds, 50 targets x 300 identical queries about
 //     13,800 (modelled 22 ms on an H100); both took 1 with this order, and take 0 now that their
 //     rows count as flat (below). On costs without exact ties the order changes nothing.
 //     Flat rows: a real row with one value in every column (and no forbidden pair) values every
-//     column alike, as a dummy does (its constant adds the same to every assignment), so it bids
-//     with the pool instead of on its own: the pool has n - r + f members for f flat rows, and at
-//     the end the flat rows, lowest first, take the pool's columns, lowest first (any is optimal).
+//     column alike, as a dummy does (its constant adds the same to every assignment), so it joins
+//     pool 0 instead of bidding on its own: pool 0 has n - r + f members for f flat rows, and at
+//     the end the flat rows, lowest first, take its columns, lowest first (any is optimal).
 //     With every real row flat nobody bids (0 rounds). Bidding one by one, flat rows outbid each
 //     other as the dummies did: in video-like similarities with 14 zero tokens (their rows and
 //     columns all 0) the twin counted about 2,100 rounds and steps a problem, 62 as pool members;
 //     DETR-like costs padded with zero target columns (README, "Problems of different sizes")
 //     2,000 and 40.
-//     Start prices: a square problem without a pool (no dummies, no flat rows) whose first round
+//     Start prices: a square problem without a pool (no dummies, flat or equal rows) whose first round
 //     does not end the solve starts over, the same phase, from better prices than zero. Each row's
 //     values are reduced by its highest one (every row then values its favourite at 0), and column
 //     j starts at the second highest reduced value in it (clamped at minus the finite range
@@ -325,27 +339,23 @@ C10_HOST_DEVICE inline int32_t top2_column(const Top2& t, int64_t origin, int64_
   return static_cast<int32_t>(t.j1 + origin < n ? t.j1 + origin : t.j1 + origin - n);
 }
 
-// Top2 of one row's values scaled(row[j]) - price[j] over the columns j = first, first + stride, ...
-// (a lane's share on the GPU, the whole row on the CPU), j1 as a tie key from origin (the row; r for
-// a dummy). row == nullptr is a dummy (benefit 0), which looks only at the columns the pool does
-// not hold (owner[j] != dummy).
+// Top2 of one bidder's values scaled(row[j]) - price[j] over the columns j = first, first + stride,
+// ... (a lane's share on the GPU, the whole row on the CPU), j1 as a tie key from origin (the row;
+// pool_origin for a pool). A single row passes pool = -1. A pool passes its id and looks only at
+// the columns it does not hold (owner[j] != pool); row == nullptr is pool 0, whose benefits are 0.
 template <int kBatch = 1>
 C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, int64_t n, const Scale& sc,
-                                     int64_t first, int64_t stride, const int32_t* owner, int32_t dummy,
+                                     int64_t first, int64_t stride, const int32_t* owner, int32_t pool,
                                      int64_t origin) {
   Top2 t = top2_init();
-  if constexpr (kBatch == 1) {
+  if (pool >= 0) {
+    for (int64_t j = first; j < n; j += stride) {
+      if (owner[j] != pool) top2_add(t, (row ? scaled(row[j], sc) : 0) - price[j], tie_key(j, origin, n));
+    }
+  } else if constexpr (kBatch == 1) {
     // The plain loop, kept as it was for the twin and the shared-memory kernels: with the batched
     // form below (even at kBatch = 1), ptxas spilled registers in several of those kernels.
-    for (int64_t j = first; j < n; j += stride) {
-      if (row) {
-        top2_add(t, scaled(row[j], sc) - price[j], tie_key(j, origin, n));
-      } else if (owner[j] != dummy) {
-        top2_add(t, -price[j], tie_key(j, origin, n));
-      }
-    }
-  } else if (row == nullptr) {
-    return row_top2<1>(row, price, n, sc, first, stride, owner, dummy, origin);
+    for (int64_t j = first; j < n; j += stride) top2_add(t, scaled(row[j], sc) - price[j], tie_key(j, origin, n));
   } else {
     // kBatch entries are loaded before any is compared, so that on the GPU their loads overlap
     // instead of each waiting for the comparison before it (the levels of the large-problem path
@@ -368,20 +378,102 @@ C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, i
   return t;
 }
 
-// Column j's place in the dummies' order: cheapest first, among equal prices the lower tie key
-// from column r (the dummies' origin; r < n where there are dummies).
-C10_HOST_DEVICE inline bool cheaper(const int64_t* price, int64_t a, int64_t b, int64_t r, int64_t n) {
-  return price[a] < price[b] || (price[a] == price[b] && tie_key(a, r, n) < tie_key(b, r, n));
+// Pools (see "Pools" above). Pool k bids under the id r + k, above every real row; pool 0 is the
+// dummies and the flat rows (benefit 0), pool k >= 1 a group of identical other rows. A member of
+// pool k is marked pool_mark(k) in col_of, which it never uses otherwise (the pool holds its
+// columns); a row that bids on its own has col_of >= -1.
+C10_HOST_DEVICE inline int32_t pool_mark(int32_t k) { return -2 - k; }
+C10_HOST_DEVICE inline int32_t pool_of_mark(int32_t mark) { return -2 - mark; }
+
+// A row's hash is the sum of level_hash over its entries (so any order of summing gives one
+// answer). Rows of equal hashes are compared in full before they are pooled: a collision costs
+// only time.
+C10_HOST_DEVICE inline uint64_t level_hash(int32_t lv, int64_t j) {
+  uint64_t z = (static_cast<uint64_t>(static_cast<uint32_t>(lv)) << 32 | static_cast<uint64_t>(j)) +
+               0x9e3779b97f4a7c15ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
 }
 
-// Whether a real row has one value in every column (no forbidden pair), over the columns j = first,
-// first + stride, ... (a lane's share on the GPU, all of them on the CPU). Such a row values every
-// column alike, as the dummies do, so it bids with their pool (auction.h). The scan stops at the
-// first other value: most rows are not flat, and on the global-memory path every level read counts.
-C10_HOST_DEVICE inline bool flat_row(const int32_t* row, int64_t n, int64_t first, int64_t stride) {
-  bool flat = row[0] != kForbidden;
-  for (int64_t j = first; flat && j < n; j += stride) flat = row[j] == row[0];
-  return flat;
+// The pools of an r x n problem with nflat flat rows, from col_of (pool_mark(0) for a flat row, -1
+// for the others) and rep (for each other row, the lowest row of the same levels: itself if none).
+// Rows are visited in order and a pool is made when a group's second row is reached, so its id
+// follows that order. Marks the pooled rows in col_of, fills pool_row (the group's lowest row; -1
+// for pool 0) and pool_size (its members; pool 0: the n - r dummies and the flat rows), and returns
+// the number of pools. Ids stop below kMaxN + 1 (the packed words' row bits): rows past that bid
+// alone. Serial: one GPU thread runs it, once a problem, and only where some rows are equal.
+C10_HOST_DEVICE inline int32_t make_pools(const int32_t* rep, int64_t r, int64_t n, int64_t nflat, int32_t* col_of,
+                                          int32_t* pool_row, int32_t* pool_size) {
+  pool_row[0] = -1;
+  pool_size[0] = static_cast<int32_t>(n - r + nflat);
+  int32_t pools = 1;
+  for (int64_t i = 0; i < r; ++i) {
+    if (col_of[i] != -1 || rep[i] == i) continue;
+    const int32_t k = rep[i];
+    if (col_of[k] == -1) {
+      if (r + pools > kMaxN) continue;
+      pool_row[pools] = k;
+      pool_size[pools] = 1;
+      col_of[k] = pool_mark(pools++);
+    }
+    ++pool_size[pool_of_mark(col_of[k])];
+    col_of[i] = col_of[k];
+  }
+  return pools;
+}
+
+// Where pool k (lowest row row) ranks equal values from (see "Ties"): column r for pool 0 (r = n
+// only where pool 0 has no dummies, and then key j - n + n = j), its lowest row for the others.
+C10_HOST_DEVICE inline int64_t pool_origin(int32_t k, int32_t row, int64_t r) {
+  return k == 0 ? r : row;
+}
+
+// Pool value of column j: the pool's benefit (0 for pool 0, row == nullptr) less the price.
+C10_HOST_DEVICE inline int64_t pool_value(const int32_t* row, const int64_t* price, int64_t j, const Scale& sc) {
+  return (row ? scaled(row[j], sc) : 0) - price[j];
+}
+
+// A pool's order of columns: the higher value first, among equal values the lower tie key.
+C10_HOST_DEVICE inline bool ranks_before(int64_t va, int32_t ka, int64_t vb, int32_t kb) {
+  return va > vb || (va == vb && ka < kb);
+}
+
+// Whether a pool bids on column j (value v, tie key kj), given the value level and tie key key of
+// the (u+1)-th in its order of the columns it does not hold (u: members unassigned): on the ones
+// it does not hold that rank before that one, and on the ones it holds of a higher value. It bids
+// pool_bid on each, which leaves every one of them at value level - eps.
+C10_HOST_DEVICE inline bool pool_takes(bool held, int64_t v, int32_t kj, int64_t level, int32_t key) {
+  return held ? v > level : ranks_before(v, kj, level, key);
+}
+
+C10_HOST_DEVICE inline int64_t pool_bid(const int32_t* row, int64_t j, int64_t level, int64_t eps, const Scale& sc) {
+  return (row ? scaled(row[j], sc) : 0) - level + eps;
+}
+
+// The level of a pool with one member unassigned (a chain's bidder), from the Top2 of the columns
+// it does not hold: their second best, or the best where there is one such column (as bid, which
+// then raises the price by eps).
+C10_HOST_DEVICE inline int64_t chain_level(const Top2& t) {
+  return t.v2 == INT64_MIN ? t.v1 : t.v2;
+}
+
+// What a real row brings to the pools (see "Pools"), over the columns j = first, first + stride, ...
+// (a lane's share on the GPU, whose lanes then and flat and sum hash; the whole row on the CPU):
+// whether it is flat (one value in every column, no forbidden pair: it values every column alike,
+// as the dummies do, so it joins pool 0), and its hash, the sum of level_hash over its entries.
+struct RowSummary {
+  bool flat;
+  uint64_t hash;
+};
+
+C10_HOST_DEVICE inline RowSummary row_summary(const int32_t* row, int64_t n, int64_t first, int64_t stride) {
+  RowSummary s{row[0] != kForbidden, 0};
+  for (int64_t j = first; j < n; j += stride) {
+    s.flat = s.flat && row[j] == row[0];
+    s.hash += level_hash(row[j], j);
+  }
+  return s;
 }
 
 // The highest scaled benefit of a row over the columns j = first, first + stride, ... (a lane's

@@ -19,11 +19,14 @@ namespace au = auction;
 struct AuctionState {
   std::vector<int32_t> lv;               // r x n quantised levels of the real rows
   std::vector<int64_t> price;
-  std::vector<int32_t> owner, col_of;    // row holding each column (r: a dummy), column of each real row
+  std::vector<int32_t> owner, col_of;    // holder of each column (a row, or r + k for pool k); column of each real row
   std::vector<unsigned long long> best;  // highest packed bid per column this round (0: none)
-  std::vector<int32_t> bidders;          // unassigned real rows
-  std::vector<int32_t> order;            // columns the pool does not hold, in its order (auction.h)
-  std::vector<char> flat;                // real rows of one value, which bid with the pool (auction.h)
+  std::vector<int32_t> bidders;          // unassigned real rows that bid on their own
+  std::vector<int32_t> active;           // pools with members unassigned
+  std::vector<int32_t> order;            // columns a pool does not hold, in its order (auction.h)
+  std::vector<int32_t> rep;              // each row's lowest equal row (auction.h, make_pools)
+  std::vector<uint64_t> hash;            // each row's level hash
+  std::vector<int32_t> pool_row, pool_size, held;  // per pool (auction.h, "Pools")
   std::vector<int64_t> row_best;         // each real row's highest scaled benefit, for the start prices
   std::vector<uint8_t> taken;            // lsa_first_choices' scratch
 };
@@ -35,8 +38,7 @@ struct RoundCounts {
 };
 
 LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, RoundCounts& counts) {
-  const int64_t r = p.rows, n = p.cols;  // r real rows; the n - r dummies bid as a pool
-  const int32_t dummy = static_cast<int32_t>(r);
+  const int64_t r = p.rows, n = p.cols;  // r real rows; n - r dummies
   // First choices (auction.h): every real row's unique best column, all distinct, is the optimum.
   // Checked on every problem, as the kernel does (the batch driver checks only some layouts).
   if (lsa_first_choices(p.c.data(), r, n, n, /*maximize=*/false, x, s.taken)) return kOk;
@@ -45,96 +47,140 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   const au::Scale sc = au::make_scale(st, n);
   s.lv.resize(r * n);
   for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
-  s.flat.assign(r, 0);
+  // Pools (auction.h): the flat rows join pool 0; each group of equal other rows is a pool.
+  s.col_of.assign(r, -1);
+  s.hash.resize(r);
   int64_t nflat = 0;
   for (int64_t i = 0; i < r; ++i) {
-    s.flat[i] = au::flat_row(s.lv.data() + i * n, n, 0, 1);
-    nflat += s.flat[i];
+    const au::RowSummary rs = au::row_summary(s.lv.data() + i * n, n, 0, 1);
+    s.hash[i] = rs.hash;
+    if (rs.flat) {
+      s.col_of[i] = au::pool_mark(0);
+      ++nflat;
+    }
   }
-  const int64_t pool_size = n - r + nflat;  // the dummies and the flat rows
+  // Each row's lowest equal row, by sorting the rows on (hash, index): the kernel compares every
+  // pair of hashes instead, which finds the same rows.
+  s.order.resize(r);
+  std::iota(s.order.begin(), s.order.end(), 0);
+  std::sort(s.order.begin(), s.order.end(), [&](int32_t a, int32_t b) {
+    return s.hash[a] < s.hash[b] || (s.hash[a] == s.hash[b] && a < b);
+  });
+  s.rep.resize(r);
+  for (int64_t q = 0; q < r; ++q) {
+    const int32_t i = s.order[q];
+    s.rep[i] = i;
+    for (int64_t e = q - 1; e >= 0 && s.hash[s.order[e]] == s.hash[i]; --e) {
+      const int32_t k = s.order[e];  // visited from the highest row down: the last match is the lowest
+      if (s.col_of[k] == -1 && std::equal(s.lv.begin() + k * n, s.lv.begin() + (k + 1) * n, s.lv.begin() + i * n)) {
+        s.rep[i] = k;
+      }
+    }
+  }
+  s.pool_row.resize(r / 2 + 1);
+  s.pool_size.resize(r / 2 + 1);
+  const int32_t npools = au::make_pools(s.rep.data(), r, n, nflat, s.col_of.data(), s.pool_row.data(), s.pool_size.data());
+  s.held.resize(npools);
   s.price.assign(n, 0);
   s.owner.resize(n);
-  s.col_of.resize(r);
   s.order.reserve(n);
   s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
   int64_t rounds = 0;
-  // With every real row flat nobody bids: the pool holds every column, which is optimal.
-  bool solved = nflat == r;
-  std::fill(s.owner.begin(), s.owner.end(), solved ? dummy : -1);
-  const auto row = [&](int32_t i) { return i < r ? s.lv.data() + static_cast<int64_t>(i) * n : nullptr; };
+  // A pool of n members (every real row flat, or all equal in a square problem) holds every
+  // column, which is optimal: nobody bids.
+  int32_t whole = -1;
+  for (int32_t k = 0; k < npools; ++k) whole = s.pool_size[k] == n ? k : whole;
+  bool solved = whole >= 0;
+  std::fill(s.owner.begin(), s.owner.end(), solved ? static_cast<int32_t>(r + whole) : -1);
+  const auto row = [&](int32_t i) { return s.lv.data() + static_cast<int64_t>(i) * n; };
+  const auto pool_levels = [&](int32_t k) { return k == 0 ? nullptr : row(s.pool_row[k]); };
   // Start prices (auction.h): set once, after the first round, where there is no pool
   // (start_pending); the phase then starts again from them.
-  bool start_pending = pool_size == 0 && n >= 2;
+  bool start_pending = npools == 1 && s.pool_size[0] == 0 && n >= 2;
   for (int64_t eps = sc.eps0; !solved;) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
-    std::fill(s.col_of.begin(), s.col_of.end(), -1);
-    s.bidders.clear();
-    for (int64_t i = 0; i < r; ++i) {
-      if (!s.flat[i]) s.bidders.push_back(static_cast<int32_t>(i));
-    }
-    int64_t u = pool_size;  // unassigned pool members
-    while (!s.bidders.empty() || u > 0) {
-      if (s.bidders.size() + (u > 0) == 1 && u <= 1) {  // the chain of single bids that ends the phase
-        for (int32_t i = u > 0 ? dummy : s.bidders[0]; i >= 0;) {
+    std::fill(s.held.begin(), s.held.end(), 0);
+    for (int64_t i = 0; i < r; ++i) s.col_of[i] = s.col_of[i] >= -1 ? -1 : s.col_of[i];
+    for (bool first = true;; first = false) {  // first: the phase's first round, in which everyone bids
+      s.bidders.clear();
+      for (int64_t i = 0; i < r; ++i) {
+        if (s.col_of[i] == -1) s.bidders.push_back(static_cast<int32_t>(i));
+      }
+      s.active.clear();
+      for (int32_t k = 0; k < npools; ++k) {
+        if (s.held[k] < s.pool_size[k]) s.active.push_back(k);
+      }
+      if (s.bidders.empty() && s.active.empty()) break;
+      if (s.bidders.size() + s.active.size() == 1 &&
+          (s.active.empty() || s.pool_size[s.active[0]] - s.held[s.active[0]] == 1)) {
+        // The chain of single bids that ends the phase (auction.h).
+        for (int32_t i = s.active.empty() ? s.bidders[0] : static_cast<int32_t>(r + s.active[0]); i >= 0;) {
           if (++rounds > au::kMaxRounds) return kNoConvergence;
           ++counts.chain;
-          const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy, i);
-          const int32_t j1 = au::top2_column(t, i, n);  // a bidder's tie origin is its row id
+          const int32_t k = i >= r ? static_cast<int32_t>(i - r) : -1;  // the bidder's pool, if it is one
+          const int32_t* levels = k >= 0 ? pool_levels(k) : row(i);
+          const int64_t origin = k >= 0 ? au::pool_origin(k, s.pool_row[k], r) : i;
+          const au::Top2 t = au::row_top2(levels, s.price.data(), n, sc, 0, 1, s.owner.data(), k >= 0 ? i : -1, origin);
+          const int32_t j1 = au::top2_column(t, origin, n);
           const int64_t b = au::bid(t, s.price[j1], eps);
           if (b >= au::kPriceLimit) return kOverflow;
-          if (i == dummy) {  // the pool's bid with u = 1: also its columns below L = b - eps
+          if (k >= 0) {  // the pool's bid with u = 1: also on its columns above its level
+            const int64_t level = au::chain_level(t);
             for (int64_t j = 0; j < n; ++j) {
-              if (s.owner[j] == dummy && s.price[j] < b - eps) s.price[j] = b;
+              if (s.owner[j] != i || au::pool_value(levels, s.price.data(), j, sc) <= level) continue;
+              s.price[j] = au::pool_bid(levels, j, level, eps, sc);
+              if (s.price[j] >= au::kPriceLimit) return kOverflow;
             }
           }
-          i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), dummy, j1, i, b);
+          i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), static_cast<int32_t>(r), j1, i, b);
         }
         break;
       }
       if (++rounds > au::kMaxRounds) return kNoConvergence;
       ++counts.jacobi;
-      const bool first = static_cast<int64_t>(s.bidders.size()) == r - nflat && u == pool_size;  // the phase's first round
-      bool contested = false, pool_flat = true;  // for the early end (auction.h)
+      bool contested = false;  // two bids met: no early end (auction.h)
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
-        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), dummy, i);
+        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), -1, i);
         const int32_t j1 = au::top2_column(t, i, n);
         const int64_t b = au::bid(t, s.price[j1], eps);
         if (b >= au::kPriceLimit) return kOverflow;
         contested = contested || s.best[j1] != 0;
         s.best[j1] = std::max(s.best[j1], au::pack_bid(b, i));
       }
-      if (u > 0) {  // the dummies' pool bid (auction.h)
-        s.order.clear();  // the columns the pool does not hold: u + r of them
+      for (const int32_t k : s.active) {  // the pools' bids (auction.h)
+        const int32_t id = static_cast<int32_t>(r + k);
+        const int32_t* levels = pool_levels(k);
+        const int64_t origin = au::pool_origin(k, s.pool_row[k], r);
+        const int64_t u = s.pool_size[k] - s.held[k];
+        const auto value = [&](int64_t j) { return au::pool_value(levels, s.price.data(), j, sc); };
+        s.order.clear();  // the columns the pool does not hold: at least u + 1 of them
         for (int64_t j = 0; j < n; ++j) {
-          if (s.owner[j] != dummy) s.order.push_back(static_cast<int32_t>(j));
+          if (s.owner[j] != id) s.order.push_back(static_cast<int32_t>(j));
         }
-        std::nth_element(s.order.begin(), s.order.begin() + u, s.order.end(),
-                         [&](int32_t a, int32_t b) { return au::cheaper(s.price.data(), a, b, r, n); });
-        const int64_t level = s.price[s.order[u]], b = level + eps;
-        if (b >= au::kPriceLimit) return kOverflow;
-        const unsigned long long pool = au::pack_bid(b, dummy);
-        for (int64_t k = 0; k < u; ++k) {
-          const int32_t j = s.order[k];
+        std::nth_element(s.order.begin(), s.order.begin() + u, s.order.end(), [&](int32_t a, int32_t b) {
+          return au::ranks_before(value(a), au::tie_key(a, origin, n), value(b), au::tie_key(b, origin, n));
+        });
+        const int64_t level = value(s.order[u]);
+        const int32_t key = au::tie_key(s.order[u], origin, n);
+        for (int64_t j = 0; j < n; ++j) {
+          if (!au::pool_takes(s.owner[j] == id, value(j), au::tie_key(j, origin, n), level, key)) continue;
+          const int64_t b = au::pool_bid(levels, j, level, eps, sc);
+          if (b >= au::kPriceLimit) return kOverflow;
           contested = contested || s.best[j] != 0;
-          pool_flat = pool_flat && s.price[j] == s.price[s.order[0]];
-          s.best[j] = std::max(s.best[j], pool);
-        }
-        for (int64_t j = 0; j < n; ++j) {
-          if (s.owner[j] == dummy && s.price[j] < level) s.best[j] = std::max(s.best[j], pool);
+          s.best[j] = std::max(s.best[j], au::pack_bid(b, id));
         }
       }
       for (int64_t j = 0; j < n; ++j) {  // each column goes to its highest bidder
         if (s.best[j] == 0) continue;
-        au::award(s.price.data(), s.owner.data(), s.col_of.data(), dummy, static_cast<int32_t>(j),
+        au::award(s.price.data(), s.owner.data(), s.col_of.data(), static_cast<int32_t>(r), static_cast<int32_t>(j),
                   static_cast<int32_t>(au::bid_row(s.best[j])), au::bid_price(s.best[j]));
         s.best[j] = 0;
       }
-      s.bidders.clear();
-      for (int64_t i = 0; i < r; ++i) {
-        if (!s.flat[i] && s.col_of[i] < 0) s.bidders.push_back(static_cast<int32_t>(i));
+      std::fill(s.held.begin(), s.held.end(), 0);
+      for (int64_t j = 0; j < n; ++j) {
+        if (s.owner[j] >= r) ++s.held[s.owner[j] - r];
       }
-      u = pool_size - std::count(s.owner.begin(), s.owner.end(), dummy);
-      if (first && !contested && pool_flat) {
+      if (first && !contested) {
         solved = true;
         break;
       }
@@ -151,11 +197,16 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
     if (eps == 1) break;
     eps = au::next_eps(eps);
   }
-  // The flat rows take the pool's columns in order, lowest row first (any is optimal for them).
-  for (int64_t i = 0, j = 0; i < r; ++i) {
-    if (!s.flat[i]) continue;
-    while (s.owner[j] != dummy) ++j;
-    s.col_of[i] = static_cast<int32_t>(j++);
+  // The members of each pool, lowest row first, take its columns, lowest first (any is optimal
+  // for them: they value the pool's columns alike).
+  s.held.assign(npools, 0);  // now each pool's next column
+  for (int64_t i = 0; i < r; ++i) {
+    if (s.col_of[i] >= -1) continue;
+    const int32_t k = au::pool_of_mark(s.col_of[i]);
+    int32_t j = s.held[k];
+    while (s.owner[j] != r + k) ++j;
+    s.col_of[i] = j;
+    s.held[k] = j + 1;
   }
   for (int64_t i = 0; i < r; ++i) {
     x[i] = s.col_of[i];

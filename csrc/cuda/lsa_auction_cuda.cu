@@ -34,8 +34,9 @@ namespace au = auction;
 // 196 x 196 problem takes 160 KB) gets 1024 threads, so that the SM still has 32 warps to hide
 // memory latency with and 32 bidders run at once; smaller problems get 256 and share the SM.
 constexpr int block_threads(bool wide) { return wide ? 1024 : 256; }
-// col_of's mark for a flat row (auction.h), which never holds a column of its own.
-constexpr int32_t kFlatRow = -2;
+// Pool slots of a problem with r real rows (auction.h, "Pools"): pool 0 and at most one pool per
+// two other rows.
+constexpr int64_t pool_slots(int64_t r) { return r / 2 + 1; }
 
 #ifndef ATA_EXT_CUDA_EMULATOR
 __device__ __forceinline__ unsigned char* dynamic_smem() {
@@ -238,11 +239,177 @@ __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r
   return taken;
 }
 
-// Bytes of dynamic shared memory for r real rows and n columns: per-column state, plus the
-// levels when they are kept there, or else candidate lists of list_cap entries a row (0: none).
+// A pool's state in shared memory (auction.h, "Pools"): this round, the value and tie key of the
+// (u+1)-th column in its order that it does not hold (its level); its lowest row (-1: pool 0),
+// members and columns held. One array of these (and one of the pools with members unassigned)
+// rather than an array a field: the 1024-thread kernels have no registers to spare for pointers.
+struct PoolState {
+  int64_t level;
+  int32_t key, row, size, held;
+};
+
+// The levels pool k bids with (nullptr: pool 0, benefit 0).
+__device__ __forceinline__ const int32_t* pool_levels(const int32_t* lv, const PoolState* pool, int32_t k, int64_t n) {
+  return k == 0 ? nullptr : lv + static_cast<int64_t>(pool[k].row) * n;
+}
+
+// The pools of an r x n problem (auction.h, "Pools"), by the whole block: col_of marks the flat
+// rows (pool 0) and the pooled ones, the pools' row and size are set, and *npools. A pool of n
+// members (every real row flat, or all equal in a square problem) holds every column, which is
+// optimal: then owner says so and *solved is set (0 on entry), and nobody bids. best (0 on entry
+// and on return) holds the rows' hashes meanwhile, rep each row's lowest equal row; *nflat is 0
+// on entry, *flag scratch. Not inlined, like set_start_prices: it runs once a problem.
+template <int kThreads>
+__device__ __noinline__ void find_pools(const int32_t* lv, int64_t r, int64_t n, int32_t* col_of, int32_t* owner,
+                                        unsigned long long* best, int32_t* rep, PoolState* pool, int* nflat,
+                                        int* npools, int* flag, int* solved) {
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  for (int64_t i = warp; i < r; i += kThreads / 32) {  // a warp a row
+    au::RowSummary rs = au::row_summary(lv + i * n, n, lane, 32);
+    int flat = rs.flat;
+    for (int off = 16; off > 0; off >>= 1) {
+      flat &= __shfl_down_sync(0xffffffffu, flat, off);
+      rs.hash += __shfl_down_sync(0xffffffffu, rs.hash, off);
+    }
+    if (lane == 0) {
+      col_of[i] = flat ? au::pool_mark(0) : -1;
+      best[i] = rs.hash;
+      if (flat) atomicAdd(nflat, 1);
+    }
+  }
+  if (tid == 0) *flag = 0;  // whether any two other rows are equal
+  __syncthreads();
+  for (int64_t i = tid; i < r; i += kThreads) {  // a thread a row: the hashes first, then the levels
+    int32_t e = static_cast<int32_t>(i);
+    for (int64_t k = 0; k < i && e == i && col_of[i] == -1; ++k) {
+      if (col_of[k] != -1 || best[k] != best[i]) continue;
+      bool equal = true;
+      for (int64_t j = 0; j < n && equal; ++j) equal = lv[k * n + j] == lv[i * n + j];
+      if (equal) e = static_cast<int32_t>(k);
+    }
+    rep[i] = e;
+    if (e != i) atomicExch(flag, 1);
+  }
+  __syncthreads();
+  if (tid == 0) {
+    // make_pools (serial) fills two arrays, kept where the hashes were (read by now) until they
+    // are copied into the pools' state: pool_slots(r) int32 each, r words of best at most.
+    int32_t* row = reinterpret_cast<int32_t*>(best);
+    int32_t* size = row + pool_slots(r);
+    if (*flag) {
+      *npools = au::make_pools(rep, r, n, *nflat, col_of, row, size);
+    } else {  // pool 0 alone: make_pools would find no equal rows, after a serial pass over them
+      row[0] = -1;
+      size[0] = static_cast<int32_t>(n - r + *nflat);
+      *npools = 1;
+    }
+    *flag = -1;  // from here: the pool of n members, if any
+    for (int k = 0; k < *npools; ++k) {
+      pool[k].row = row[k];
+      pool[k].size = size[k];
+      if (size[k] == n) *flag = k;
+    }
+    *solved = *flag >= 0;
+  }
+  __syncthreads();
+  for (int64_t j = tid; j < r; j += kThreads) best[j] = 0ull;
+  for (int64_t j = tid; *flag >= 0 && j < n; j += kThreads) owner[j] = static_cast<int32_t>(r + *flag);
+  __syncthreads();
+}
+
+// The bids of the na pools in active (auction.h, "Pools"), by the whole block, a thread a (pool,
+// column) pair, at round-start prices, into best. First each pool's level: the column it does not
+// hold with exactly u of them before it in its order, found by counting those before each column
+// up to u + 1 (most columns stop early). Sets *contested where two bids meet.
+template <int kThreads>
+__device__ __forceinline__ void pool_bids(const int32_t* lv, const int64_t* price, unsigned long long* best,
+                                          const int32_t* owner, int64_t r, int64_t n, const au::Scale& sc,
+                                          int64_t eps, PoolState* pool, const int32_t* active, int na, int* fail,
+                                          int* contested) {
+  const int tid = threadIdx.x;
+  for (int64_t q = tid; q < int64_t{na} * n; q += kThreads) {
+    const int32_t k = active[q / n], id = static_cast<int32_t>(r + k);
+    const int64_t j = q % n;
+    if (owner[j] == id) continue;
+    const int32_t* row = pool_levels(lv, pool, k, n);
+    const int64_t origin = au::pool_origin(k, pool[k].row, r), u = pool[k].size - pool[k].held;
+    const int64_t v = au::pool_value(row, price, j, sc);
+    const int32_t key = au::tie_key(j, origin, n);
+    int64_t before = 0;
+    for (int64_t c = 0; c < n && before <= u; ++c) {
+      before += owner[c] != id && au::ranks_before(au::pool_value(row, price, c, sc), au::tie_key(c, origin, n), v, key);
+    }
+    if (before == u) {
+      pool[k].level = v;
+      pool[k].key = key;
+    }
+  }
+  __syncthreads();
+  for (int64_t q = tid; q < int64_t{na} * n; q += kThreads) {
+    const int32_t k = active[q / n], id = static_cast<int32_t>(r + k);
+    const int64_t j = q % n;
+    const int32_t* row = pool_levels(lv, pool, k, n);
+    const int64_t origin = au::pool_origin(k, pool[k].row, r);
+    if (!au::pool_takes(owner[j] == id, au::pool_value(row, price, j, sc), au::tie_key(j, origin, n), pool[k].level,
+                        pool[k].key)) {
+      continue;
+    }
+    const int64_t bid = au::pool_bid(row, j, pool[k].level, eps, sc);
+    if (bid >= au::kPriceLimit) {
+      atomicExch(fail, static_cast<int>(kOverflow));
+    } else if (atomicMax(&best[j], au::pack_bid(bid, id)) != 0ull) {
+      atomicExch(contested, 1);
+    }
+  }
+}
+
+// A chain's pool bid with u = 1 (auction.h), by one warp, besides lane 0's on column j1: on the
+// columns pool id (levels row) holds valued above level.
+__device__ __forceinline__ void pool_chain_bids(const int32_t* row, int64_t* price, const int32_t* owner, int32_t id,
+                                                int64_t n, const au::Scale& sc, int64_t level, int64_t eps, int* fail) {
+  for (int64_t j = threadIdx.x % 32; j < n; j += 32) {  // (j1 is not among them: the pool does not hold it)
+    if (owner[j] != id || au::pool_value(row, price, j, sc) <= level) continue;
+    const int64_t bid = au::pool_bid(row, j, level, eps, sc);
+    if (bid >= au::kPriceLimit) atomicExch(fail, static_cast<int>(kOverflow));
+    price[j] = bid;
+  }
+}
+
+// The members of each pool, lowest row first, take its columns, lowest first, as in the twin (any
+// is optimal for them), by the whole block, a thread a member: its place among the members, then
+// the column in that place among the pool's (into scratch first: other threads still read col_of).
+template <int kThreads>
+__device__ __noinline__ void pools_take_columns(int64_t r, int64_t n, const int32_t* owner, int32_t* col_of,
+                                                int32_t* scratch) {
+  const int tid = threadIdx.x;
+  for (int64_t i = tid; i < r; i += kThreads) {
+    const int32_t mark = col_of[i];
+    if (mark >= -1) continue;
+    int64_t place = 0;
+    for (int64_t e = 0; e < i; ++e) place += col_of[e] == mark;
+    const int32_t id = static_cast<int32_t>(r + au::pool_of_mark(mark));
+    int32_t j = 0;
+    for (; place > 0 || owner[j] != id; ++j) place -= owner[j] == id;
+    scratch[i] = j;
+  }
+  __syncthreads();
+  for (int64_t i = tid; i < r; i += kThreads) {
+    if (col_of[i] < -1) col_of[i] = scratch[i];
+  }
+  __syncthreads();
+}
+
+// Bytes of per-column and per-pool state (the kernel's layout, 8-byte aligned at the end).
+constexpr int64_t state_bytes(int64_t r, int64_t n) {
+  return (n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) + pool_slots(r) * (sizeof(PoolState) + sizeof(int32_t)) + 7) /
+         8 * 8;
+}
+
+// Bytes of dynamic shared memory for r real rows and n columns: per-column and per-pool state, plus
+// the levels when they are kept there, or else candidate lists of list_cap entries a row (0: none).
 inline int64_t smem_bytes(int64_t r, int64_t n, bool shared_levels, int64_t list_cap = 0) {
   const int64_t lists = list_cap > 0 ? r * (kListRowBytes + list_cap * kListEntryBytes) : 0;
-  return n * (2 * sizeof(int64_t) + 4 * sizeof(int32_t)) + (shared_levels ? r * n * sizeof(int32_t) : lists);
+  return state_bytes(r, n) + (shared_levels ? r * n * sizeof(int32_t) : lists);
 }
 
 // One block solves problem blockIdx.x. Levels live in shared memory (kSharedLevels) or in this
@@ -266,7 +433,6 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   const bool transpose = N > M;
   const int64_t r = transpose ? M : N, n = transpose ? N : M;  // r real rows; n - r dummies (auction.h)
-  const int32_t dummy = static_cast<int32_t>(r);               // the row id the dummies bid under
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const scalar_t* src = cost + b * sb;
   // Every output entry of the problem starts as -1 (a row left without a column, or a failed
@@ -274,30 +440,32 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   // before the assignment is written order these writes first.
   for (int64_t i = tid; i < N; i += kThreads) out[b * N + i] = -1;
 
-  int64_t* price = reinterpret_cast<int64_t*>(dynamic_smem());
+  unsigned char* const smem = dynamic_smem();
+  const int64_t slots = pool_slots(r);
+  int64_t* price = reinterpret_cast<int64_t*>(smem);
   unsigned long long* best = reinterpret_cast<unsigned long long*>(price + n);
-  int32_t* owner = reinterpret_cast<int32_t*>(best + n);
-  int32_t* col_of = owner + n;   // real rows only
-  int32_t* bidders = col_of + n;  // unassigned real rows
-  int32_t* rank = bidders + n;    // a column's place in the pool's order, this round
-  int32_t* lv = kSharedLevels ? rank + n : workspace + b * r * n;
-  // Candidate lists (global-memory path, list_cap >= 2), after the per-column state (32n bytes,
-  // so 8-byte aligned): per row the bound, the log2 of its margin and its length, then the entries.
+  PoolState* pool = reinterpret_cast<PoolState*>(best + n);
+  int32_t* owner = reinterpret_cast<int32_t*>(pool + slots);
+  int32_t* col_of = owner + n;    // real rows only: a column, -1, or a pool's mark
+  int32_t* bidders = col_of + n;  // unassigned real rows that bid on their own
+  int32_t* active = bidders + n;  // pools with members unassigned
+  unsigned char* const tail = smem + state_bytes(r, n);
+  int32_t* lv = kSharedLevels ? reinterpret_cast<int32_t*>(tail) : workspace + b * r * n;
+  // Candidate lists (global-memory path, list_cap >= 2), after the state (8-byte aligned): per row
+  // the bound, the log2 of its margin and its length, then the entries.
   const bool lists = !kSharedLevels && list_cap >= 2 && n >= 2;  // n >= 2: every row has a second best
-  int64_t* list_bound = reinterpret_cast<int64_t*>(rank + n);
+  int64_t* list_bound = reinterpret_cast<int64_t*>(tail);
   int32_t* list_margin = reinterpret_cast<int32_t*>(list_bound + r);  // log2 of the margin (-1: margin 0)
   int32_t* list_len = list_margin + r;                                // entries, or kListUnbuilt / kListWholeRow
   int32_t* list_lv = list_len + r;
   uint16_t* list_col = reinterpret_cast<uint16_t*>(list_lv + r * list_cap);
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
-  __shared__ int nbidders, held, fail;  // held: columns the pool holds
-  __shared__ int nflat;                 // real rows that bid with the pool (auction.h, "Flat rows")
-  __shared__ int contested, solved;     // the early end (auction.h): two bids met; it applies
-  __shared__ int start_pending;         // start prices (auction.h) are due after this round
-  __shared__ int64_t chain_end;         // the round count after a chain, for every thread
-  __shared__ int64_t pool_price;        // L: the price of the cheapest column the pool leaves (auction.h)
-  __shared__ int64_t pool_lo, pool_hi;  // the lowest and highest price of the columns the pool takes
+  __shared__ int nbidders, nactive, fail;
+  __shared__ int nflat, npools, equal_rows;  // flat rows; pools; find_pools' scratch
+  __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
+  __shared__ int start_pending;              // start prices (auction.h) are due after this round
+  __shared__ int64_t chain_end;              // the round count after a chain, for every thread
 
   // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
   // are the answer.
@@ -388,7 +556,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       t = broadcast(warp_top2(t));
       if (t.v2 > list_bound[i]) return t;
     }
-    const au::Top2 t = broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, dummy, i)));
+    const au::Top2 t = broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, -1, i)));
     if (len == kListWholeRow) return t;
     for (int32_t e = list_margin[i] < 60 ? list_margin[i] + 1 : 60;; --e) {
       const int64_t cut = t.v2 - (e < 0 ? 0 : int64_t{1} << e);  // keep values >= cut
@@ -437,24 +605,12 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     }
   };
 
-  // Flat rows (one value in every column) bid with the pool (auction.h): a warp per row marks
-  // them in col_of, which they never use otherwise (the pool holds their columns).
-  for (int64_t i = warp; i < r; i += kWarps) {
-    int flat = au::flat_row(lv + i * n, n, lane, 32);
-    for (int off = 16; off > 0; off >>= 1) flat &= __shfl_down_sync(0xffffffffu, flat, off);
-    if (lane == 0) {
-      col_of[i] = flat ? kFlatRow : -1;
-      if (flat) atomicAdd(&nflat, 1);
-    }
-  }
-  __syncthreads();
-  const int64_t pool_size = n - r + nflat;  // the dummies and the flat rows
-  // With every real row flat nobody bids: the pool holds every column, which is optimal.
-  if (nflat == r) {
-    for (int64_t j = tid; j < n; j += kThreads) owner[j] = dummy;
-    if (tid == 0) solved = 1;
-  }
-  if (tid == 0) start_pending = pool_size == 0 && n >= 2;
+  // Pools (auction.h): the flat rows join pool 0, each group of equal other rows bids as a pool.
+  find_pools<kThreads>(lv, r, n, col_of, owner, best, bidders, pool, &nflat, &npools, &equal_rows, &solved);
+  // Whether some rows bid as pools (then no start prices), and the pools' count: read from shared
+  // memory where used, like start_pending, rather than held in registers.
+  const auto pooled = [&] { return npools > 1 || pool[0].size > 0; };
+  if (tid == 0) start_pending = !pooled() && n >= 2;
   __syncthreads();
 
   // 3. Epsilon-scaling phases of Jacobi rounds. Start prices (auction.h): set once, after the
@@ -464,53 +620,59 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   for (int64_t eps = sc.eps0; !solved;) {
     if (tid == 0) {
       nbidders = 0;
-      held = 0;
+      nactive = 0;
       contested = 0;
     }
     __syncthreads();  // the counters are reset before the bidder list is built
     for (int64_t j = tid; j < n; j += kThreads) {
       owner[j] = -1;
-      if (j < r && col_of[j] != kFlatRow) {
+      if (j < r && col_of[j] >= -1) {
         col_of[j] = -1;
         bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
       }
     }
+    for (int k = tid; k < npools; k += kThreads) {
+      pool[k].held = 0;
+      if (pool[k].size > 0) active[atomicAdd(&nactive, 1)] = k;
+    }
     __syncthreads();
-    while ((nbidders > 0 || held < pool_size) && fail == kOk && !solved) {
-      const int nb = nbidders;
-      const int64_t u = pool_size - held;  // unassigned pool members
-      const bool first = nb == r - nflat && u == pool_size;  // the phase's first round: everyone bids
-      __syncthreads();  // every thread has read nbidders, held and fail before this round changes them
-      if (nb + (u > 0) == 1 && u <= 1) {
+    for (bool first = true; (nbidders > 0 || nactive > 0) && fail == kOk && !solved; first = false) {
+      // first: the phase's first round, in which everyone bids
+      const int nb = nbidders, na = nactive;
+      const int32_t chain_pool = na == 1 ? active[0] : -1;
+      const bool chain = nb + na == 1 && (na == 0 || pool[chain_pool].size - pool[chain_pool].held == 1);
+      __syncthreads();  // every thread has read the counters and fail before this round changes them
+      if (chain) {
         // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
-        // follows the displaced row (or dummy), with no block barrier per round. Every lane
+        // follows the displaced row (or pool), with no block barrier per round. Every lane
         // computes the same bid from the broadcast Top2; lane 0 alone writes.
         if (warp == 0) {
           int64_t chain_rounds = rounds;
-          for (int32_t i = u > 0 ? dummy : bidders[0]; i >= 0;) {
+          for (int32_t i = na > 0 ? static_cast<int32_t>(r + chain_pool) : bidders[0]; i >= 0;) {
             if (++chain_rounds > au::kMaxRounds) {
               if (lane == 0) fail = kNoConvergence;
               break;
             }
-            const int32_t* row = i < r ? lv + static_cast<int64_t>(i) * n : nullptr;
+            const int32_t k = i >= r ? static_cast<int32_t>(i - r) : -1;  // the bidder's pool, if it is one
+            const int32_t* row = k >= 0 ? pool_levels(lv, pool, k, n) : lv + static_cast<int64_t>(i) * n;
+            const int64_t origin = k >= 0 ? au::pool_origin(k, pool[k].row, r) : i;
             const au::Top2 t =
-                lists && row ? list_top2(i)
-                             : broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, dummy, i)));
-            const int32_t j1 = au::top2_column(t, i, n);  // a bidder's tie origin is its row id
+                lists && k < 0
+                    ? list_top2(i)
+                    : broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner,
+                                                                   k >= 0 ? i : -1, origin)));
+            const int32_t j1 = au::top2_column(t, origin, n);
             const int64_t bid = au::bid(t, price[j1], eps);
             if (bid >= au::kPriceLimit) {
               if (lane == 0) fail = kOverflow;
               break;
             }
             const int32_t displaced = owner[j1];
-            __syncwarp();  // every lane has read price and owner before lane 0 changes them
-            if (i == dummy) {  // the pool's bid with u = 1: also its columns below L = bid - eps
-              for (int64_t j = lane; j < n; j += 32) {  // (j1 is lane 0's: it is not the pool's)
-                if (j != j1 && owner[j] == dummy && price[j] < bid - eps) price[j] = bid;
-              }
-            }
-            if (lane == 0) au::award(price, owner, col_of, dummy, j1, i, bid);
-            __syncwarp();  // lane 0's writes are visible to the next bid
+            __syncwarp();  // every lane has read price and owner before they change
+            if (k >= 0) pool_chain_bids(row, price, owner, i, n, sc, au::chain_level(t), eps, &fail);
+            if (lane == 0) au::award(price, owner, col_of, static_cast<int32_t>(r), j1, i, bid);
+            __syncwarp();  // the writes are visible to the next bid
+            if (fail != kOk) break;
             i = displaced;
           }
           if (lane == 0) chain_end = chain_rounds;
@@ -527,7 +689,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         const int32_t i = bidders[k];
         const au::Top2 t = lists ? list_top2(i)
                                  : warp_top2(au::row_top2<kScanBatch>(lv + static_cast<int64_t>(i) * n, price, n, sc,
-                                                                      lane, 32, owner, dummy, i));
+                                                                      lane, 32, owner, -1, i));
         if (lane == 0) {
           const int32_t j1 = au::top2_column(t, i, n);
           const int64_t bid = au::bid(t, price[j1], eps);
@@ -538,44 +700,34 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           }
         }
       }
-      if (u > 0) {  // the pool's order at round-start prices: rank[j] = columns it does not hold cheaper than j
-        for (int64_t j = tid; j < n; j += kThreads) {
-          if (owner[j] == dummy) continue;
-          int32_t cheaper = 0;
-          for (int64_t k = 0; k < n; ++k) cheaper += owner[k] != dummy && au::cheaper(price, k, j, r, n);
-          rank[j] = cheaper;
-          if (cheaper == u) pool_price = price[j];
-          if (cheaper == 0) pool_lo = price[j];
-          if (cheaper == u - 1) pool_hi = price[j];
-        }
-      }
+      if (na > 0) pool_bids<kThreads>(lv, price, best, owner, r, n, sc, eps, pool, active, na, &fail, &contested);
       __syncthreads();
       for (int64_t j = tid; j < n; j += kThreads) {  // each column goes to its highest bidder
-        unsigned long long w = best[j];
-        if (u > 0 && (owner[j] == dummy ? price[j] < pool_price : rank[j] < u)) {  // the pool's bid (auction.h)
-          const int64_t bid = pool_price + eps;
-          if (bid >= au::kPriceLimit) atomicExch(&fail, static_cast<int>(kOverflow));
-          const unsigned long long pool = au::pack_bid(bid, dummy);
-          if (w != 0ull) atomicExch(&contested, 1);
-          w = pool > w ? pool : w;
-        }
+        const unsigned long long w = best[j];
         if (w == 0ull) continue;
         best[j] = 0ull;
-        au::award(price, owner, col_of, dummy, static_cast<int32_t>(j), static_cast<int32_t>(au::bid_row(w)),
-                  au::bid_price(w));
+        au::award(price, owner, col_of, static_cast<int32_t>(r), static_cast<int32_t>(j),
+                  static_cast<int32_t>(au::bid_row(w)), au::bid_price(w));
       }
       if (tid == 0) {
         nbidders = 0;
-        held = 0;
+        nactive = 0;
       }
+      for (int k = tid; k < npools; k += kThreads) pool[k].held = 0;
       __syncthreads();
-      if (tid == 0 && first && !contested && (u == 0 || pool_lo == pool_hi)) solved = 1;
+      if (tid == 0 && first && !contested) solved = 1;
       for (int64_t j = tid; j < n; j += kThreads) {
         // Order in the list is irrelevant: a round's outcome does not depend on it.
         if (j < r && col_of[j] == -1) bidders[atomicAdd(&nbidders, 1)] = static_cast<int32_t>(j);
-        if (owner[j] == dummy) atomicAdd(&held, 1);
+        if (owner[j] >= r) atomicAdd(&pool[owner[j] - r].held, 1);
       }
       __syncthreads();
+      if (pooled()) {  // (uniform across the block)
+        for (int k = tid; k < npools; k += kThreads) {
+          if (pool[k].held < pool[k].size) active[atomicAdd(&nactive, 1)] = k;
+        }
+        __syncthreads();
+      }
       if (start_pending) break;  // only ever set during the first round (solved and fail: see below)
     }
     __syncthreads();  // a round-limit exit skips the loop's last barrier; fail must be seen by all
@@ -590,16 +742,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     eps = au::next_eps(eps);
   }
 
-  // 4. The flat rows take the pool's columns in order, lowest row first, as in the twin (any is
-  // optimal for them). One thread: this runs once, and only where there are flat rows.
-  if (tid == 0 && fail == kOk && nflat > 0) {
-    for (int64_t i = 0, j = 0; i < r; ++i) {
-      if (col_of[i] != kFlatRow) continue;
-      while (owner[j] != dummy) ++j;
-      col_of[i] = static_cast<int32_t>(j++);
-    }
-  }
-  __syncthreads();
+  // 4. The members of each pool take its columns.
+  if (fail == kOk && pooled()) pools_take_columns<kThreads>(r, n, owner, col_of, bidders);
   // A forbidden pair in the optimum means there was no feasible assignment.
   if (fail == kOk) {
     for (int64_t i = tid; i < r; i += kThreads) {
@@ -644,10 +788,13 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&smem_per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, cost_in.get_device()));
   const int64_t static_smem = 1024;  // the kernel's __shared__ scalars, with room to spare
   const int64_t r = std::min(N, M);
-  TORCH_CHECK_VALUE(n <= au::kMaxN && smem_bytes(r, n, false) + static_smem <= max_smem, op,
-                    ": the CUDA auction supports max(N, M) up to ",
-                    std::min<int64_t>(au::kMaxN, (max_smem - static_smem) / smem_bytes(0, 1, false)),
-                    " on this device, got shape ", cost_in.sizes(), "; solve larger problems on the CPU");
+  if (n > au::kMaxN || smem_bytes(r, n, false) + static_smem > max_smem) {
+    // The largest square problem that fits, counted down from a bound (16 bytes a column at least).
+    int64_t largest = std::min<int64_t>(au::kMaxN, max_smem / 16);
+    while (largest > 1 && smem_bytes(largest, largest, false) + static_smem > max_smem) --largest;
+    TORCH_CHECK_VALUE(false, op, ": the CUDA auction supports max(N, M) up to ", largest, " on this device, got shape ",
+                      cost_in.sizes(), "; solve larger problems on the CPU");
+  }
   const at::Tensor cost = cost_in.reshape({-1, N, M});
   const int64_t batch = cost.size(0);
   // ATA_EXT_AUCTION_LEVELS=global puts the levels in global memory, behind candidate lists, even
