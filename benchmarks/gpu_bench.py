@@ -12,8 +12,11 @@ Measures, answers checked against scipy on a sample first:
   - uniform costs with 10% of pairs forbidden ("forbid10"; eps starts from the finite range)
   - tracking-like partial assignment with cost_limit=0.05 ("track_lim", ata_ext.testing.tracking_costs;
     the auction on the problem extended with the limit, _solver.py), against the CPU path
-  - the auction's weak spots: uniform costs whose first 10 rows and columns are copies ("dup10"),
-    and DETR-style costs whose predictions cluster ("detr", ata_ext.testing.detr_costs, spread 0.1)
+  - equal rows, which bid as pools (auction.h, "Pools"): uniform costs whose first 10 rows and
+    columns are copies ("dup10"), whose rows 0-97 are equal ("dup_half"), and video-like costs
+    whose first frame has a flat region of 40 equal tokens ("sky")
+  - the auction's weak spot: DETR-style costs whose predictions cluster but differ
+    ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
     README's per-round cost model: mean Jacobi rounds and chain steps per problem, and the
     slowest problem's 2.9 us * rounds + 1.15 us * steps, to check the model against the kernel.
@@ -45,6 +48,8 @@ def problems(kind, batch, n, m=None, seed=0):
         return sim, True
     if kind == "video_pad":  # 14 padding tokens, zero in both frames: flat rows among first choices
         return video_similarity(batch, n, generator=g, padding=14), True
+    if kind == "sky":  # a flat region of 40 equal tokens in the first frame: 40 equal rows, one pool
+        return video_similarity(batch, n, generator=g, repeated=40), True
     if kind == "track_lim":  # n tracks x m detections, solved with a cost limit
         return tracking_costs(batch, n, m, generator=g), False
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
@@ -53,9 +58,11 @@ def problems(kind, batch, n, m=None, seed=0):
     if kind == "forbid10":  # 10% of pairs forbidden, the diagonal kept (feasible): eps starts from the finite range
         cost[torch.rand(cost.shape, generator=g) < 0.1] = float("inf")
         cost[:, range(n), range(n)] = torch.rand(batch, n, generator=g)
-    if kind == "dup10":  # equal rows wanting equal columns: a price war (README, "Where the auction is slow")
+    if kind == "dup10":  # equal rows wanting equal columns (one by one: a price war; as a pool: one bidder)
         cost[:, :10] = cost[:, :1]
         cost[:, :, :10] = cost[:, :, :1]
+    if kind == "dup_half":  # half the rows equal: one pool of n / 2 members
+        cost[:, : n // 2] = cost[:, :1]
     return cost, False
 
 
@@ -176,7 +183,8 @@ def main():
     record("forbid10", 224, 196)
     for batch, n, m in ((1, 30, 25), (64, 50, 40), (16, 300, 280)):
         record("track_lim", batch, n, m, scipy_too=False, limit=0.05)
-    record("dup10", 224, 196)
+    for kind in ("dup10", "dup_half", "sky"):
+        record(kind, 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)
     for batch, n, m in ((64, 100, 10), (256, 300, 20), (64, 150, 196)):
