@@ -16,6 +16,14 @@ def mixed_first_choices(g):
     return sim
 
 
+def equal_rows(g):
+    """Rows in groups of equal ones (auction.h, "Pools"), some flat, with dummies (N < M): every
+    pool's bookkeeping runs, its Jacobi bids and its chain bids."""
+    cost = torch.randint(0, 5, (3, 5, 40), generator=g).float().repeat_interleave(6, 1)
+    cost[:, ::7] = 2.0
+    return cost
+
+
 def main():
     assert torch.cuda.is_available(), "needs a GPU"
     g = torch.Generator().manual_seed(0)
@@ -28,10 +36,12 @@ def main():
         (torch.rand(3, 12, 7, generator=g).double(), True),   # N > M
         (video_similarity(1, 250, generator=g), True),        # global-memory levels (n > ~237)
         (torch.rand(1, 240, 240, generator=g), False),        # global levels, long chains of rounds
+        (equal_rows(g), False),                               # pools of equal rows, next to dummies
     ]
-    # The first four once more with global levels behind candidate lists (the n > ~237 path) where
-    # they would fit in shared memory: smaller blocks, several an SM (ATA_EXT_AUCTION_LEVELS).
-    for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in cases[:4]]:
+    # The first four and the pools once more with global levels behind candidate lists (the n > ~237
+    # path) where they would fit in shared memory: smaller blocks, several an SM (ATA_EXT_AUCTION_LEVELS).
+    again = cases[:4] + cases[-1:]
+    for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in again]:
         os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
         assert_optimal(cost.double(), out.cpu(), mx, algorithm="auction")
