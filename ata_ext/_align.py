@@ -13,7 +13,7 @@ import math
 import torch
 
 from ._ops import autodiff_transform_active, ops, permute_tokens, profile_label
-from ._solver import _check_dense, linear_sum_assignment
+from ._solver import _check_dense, _check_flag, linear_sum_assignment
 
 _LAYOUTS = ("tn", "nt")
 
@@ -162,8 +162,9 @@ def dealign(aligned, perm, *, layout="tn", check=True):
     if not isinstance(perm, torch.Tensor):
         raise TypeError(f"perm must be a torch.Tensor, got {type(perm).__name__}")
     _check_dense(perm, "perm")
+    _check_flag(check, "dealign: check")
     with profile_label("ata_ext::dealign"):
-        return permute_tokens(aligned, perm, layout == "nt", True, bool(check))
+        return permute_tokens(aligned, perm, layout == "nt", True, check)
 
 
 def dealignment_matrices(perm):

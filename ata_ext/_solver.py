@@ -59,18 +59,19 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     column, all distinct (then that is the answer, found before anything is quantised).
     ata_ext.testing.tolerance computes both bounds.
     The auction handles max(N, M) <= 65535 on the CPU; on CUDA up to what one block's shared
-    memory holds (about 8000 on an H100), and it pads rectangular problems to square.
+    memory holds (about 5,500 for square problems on an H100, more when N and M differ), and it
+    pads rectangular problems to square.
 
     Speed: on CUDA the auction wins on large batches of small problems, above all video-like
-    ones. Where many rows want the same few columns (DETR-style matching early in training, rows
-    that are exact copies) it slows down, and the CPU solver (cost.cpu()) is the faster choice
+    ones. Where many rows want the same few columns (DETR-style matching early in training,
+    columns that are exact copies) it slows down, and the CPU solver (cost.cpu()) is the faster choice
     there, as it is for N >= 392 (README, "Where the auction is slow").
     """
     # One test for the usual case, the detailed ones only when it fails: a call on a small problem
     # (a tracker's frame) is mostly this function's and the dispatcher's fixed cost.
     if not (isinstance(cost, torch.Tensor) and cost.dtype in _DTYPES and cost.layout == torch.strided
-            and cost.dim() >= 2 and algorithm in _ALGORITHMS):
-        _raise_bad_input(cost, algorithm)
+            and cost.dim() >= 2 and algorithm in _ALGORITHMS and (check is True or check is False)):
+        _raise_bad_input(cost, algorithm, check)
     if algorithm == "jv" and not cost.is_cpu:
         raise ValueError("linear_sum_assignment: algorithm='jv' runs on the CPU only; move the tensor with .cpu()")
     maximize = bool(maximize)
@@ -85,8 +86,16 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     return ops.linear_sum_assignment.default(cost, maximize, check)
 
 
-def _raise_bad_input(cost, algorithm):
+def _check_flag(value, name):
+    """A keyword that must be a bool (check=): any other value, a string "no" say, is an error
+    rather than read as its truth value."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def _raise_bad_input(cost, algorithm, check):
     """The error for linear_sum_assignment's arguments when its one-line test of them failed."""
+    _check_flag(check, "linear_sum_assignment: check")
     if not isinstance(cost, torch.Tensor):
         raise TypeError(
             f"linear_sum_assignment: cost must be a torch.Tensor, got {type(cost).__name__} "
@@ -209,6 +218,7 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
         _raise_bad_ragged(costs)
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"linear_sum_assignment_ragged: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+    _check_flag(check, "linear_sum_assignment_ragged: check")
     if algorithm == "jv" and costs and not costs[0].is_cpu:
         raise ValueError("linear_sum_assignment_ragged: algorithm='jv' runs on the CPU only; move the tensors with .cpu()")
     if not costs:
@@ -217,7 +227,7 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
     if algorithm == "jv" or (algorithm == "auto" and (device.type == "cpu" or device.type == "meta")):
         # Jonker-Volgenant solves each problem at its own size, in parallel: no padding. (Meta
         # tensors go to the op's fake kernel: the shapes of the answer follow from the inputs'.)
-        rows, cols = ops.linear_sum_assignment_ragged.default(costs, bool(maximize), bool(check),
+        rows, cols = ops.linear_sum_assignment_ragged.default(costs, bool(maximize), check,
                                                               None if limit is None else float(limit))
         return list(zip(rows, cols))
     if limit is not None:

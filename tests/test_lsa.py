@@ -218,6 +218,15 @@ def test_bad_arguments():
         ata_ext.linear_sum_assignment(np.zeros((3, 3)))
     with pytest.raises(ValueError, match="algorithm"):
         ata_ext.linear_sum_assignment(torch.rand(3, 3), algorithm="hungarian")
+    # check= is a bool: "no" or 0 is an error, not read as its truth value (nor left to the
+    # dispatcher's RuntimeError); likewise for the ragged solver and dealign.
+    for flag in ("no", 0, None, np.bool_(False)):
+        with pytest.raises(TypeError, match="linear_sum_assignment: check must be True or False"):
+            ata_ext.linear_sum_assignment(torch.rand(3, 3), check=flag)
+        with pytest.raises(TypeError, match="linear_sum_assignment_ragged: check must be True or False"):
+            ata_ext.linear_sum_assignment_ragged([torch.rand(3, 3)], check=flag)
+        with pytest.raises(TypeError, match="dealign: check must be True or False"):
+            ata_ext.dealign(torch.rand(2, 3, 4), torch.arange(3).expand(2, 3), check=flag)
     for sparse in (torch.rand(3, 3).to_sparse(), torch.rand(3, 3).to_sparse_csr()):
         with pytest.raises(TypeError, match=r"cost must be a dense \(strided\) tensor, got layout torch.sparse"):
             ata_ext.linear_sum_assignment(sparse)
