@@ -59,8 +59,7 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     column, all distinct (then that is the answer, found before anything is quantised).
     ata_ext.testing.tolerance computes both bounds.
     The auction handles max(N, M) <= 65535 on the CPU; on CUDA up to what one block's shared
-    memory holds (about 5,500 for square problems on an H100, more when N and M differ), and it
-    pads rectangular problems to square.
+    memory holds (about 7,200 on an H100), and it pads rectangular problems to square.
 
     Speed: on CUDA the auction wins on large batches of small problems, above all video-like
     ones. Where many rows want the same few columns (DETR-style matching early in training,

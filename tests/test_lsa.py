@@ -958,6 +958,17 @@ def test_solver_families_optimal(device, algorithm):
             check_optimal(device, algorithm, cost[k].double(), cols[k], mx)
 
 
+def test_auction_pools_past_their_cap():
+    # At most 1,024 pools a problem (auction.h, kMaxPools: their state sits in the kernel's shared
+    # memory); the rows of groups past that bid alone. 1,050 pairs of equal rows, integer costs
+    # (exact): the last 27 pairs are past the cap.
+    g = torch.Generator().manual_seed(5)
+    cost = torch.randint(0, 1000, (1, 1050, 2100), generator=g).double().repeat_interleave(2, 1)
+    for maximize in (False, True):
+        cols = ata_ext.linear_sum_assignment(cost, maximize, algorithm="auction")
+        assert objective(cost[0], cols[0]) == scipy_objective(cost[0], maximize)
+
+
 def test_auction_round_counts():
     # The twin counts the kernel's rounds (ata_ext.testing.auction_rounds): the shortcuts of
     # auction.h must keep doing their job. Video-like costs end at their first choices, before any

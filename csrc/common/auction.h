@@ -396,13 +396,23 @@ C10_HOST_DEVICE inline uint64_t level_hash(int32_t lv, int64_t j) {
   return z ^ (z >> 31);
 }
 
+// The most pools a problem of r real rows can have: pool 0 and one per two other rows, up to
+// kMaxPools in all (rows past that bid alone: correct, only slower where so many groups of equal
+// rows meet). The kernel keeps each pool's state in shared memory, 28 bytes a pool: uncapped, its
+// largest square problem on an H100 would be 5,509 columns, not 7,241 (7,232 before pools).
+constexpr int64_t kMaxPools = 1024;
+C10_HOST_DEVICE constexpr int64_t pool_slots(int64_t r) {
+  return r / 2 + 1 < kMaxPools ? r / 2 + 1 : kMaxPools;
+}
+
 // The pools of an r x n problem with nflat flat rows, from col_of (pool_mark(0) for a flat row, -1
 // for the others) and rep (for each other row, the lowest row of the same levels: itself if none).
 // Rows are visited in order and a pool is made when a group's second row is reached, so its id
 // follows that order. Marks the pooled rows in col_of, fills pool_row (the group's lowest row; -1
 // for pool 0) and pool_size (its members; pool 0: the n - r dummies and the flat rows), and returns
-// the number of pools. Ids stop below kMaxN + 1 (the packed words' row bits): rows past that bid
-// alone. Serial: one GPU thread runs it, once a problem, and only where some rows are equal.
+// the number of pools: at most pool_slots(r), with ids below kMaxN + 1 (the packed words' row
+// bits); rows past either bound bid alone. Serial: one GPU thread runs it, once a problem, and
+// only where some rows are equal.
 C10_HOST_DEVICE inline int32_t make_pools(const int32_t* rep, int64_t r, int64_t n, int64_t nflat, int32_t* col_of,
                                           int32_t* pool_row, int32_t* pool_size) {
   pool_row[0] = -1;
@@ -412,7 +422,7 @@ C10_HOST_DEVICE inline int32_t make_pools(const int32_t* rep, int64_t r, int64_t
     if (col_of[i] != -1 || rep[i] == i) continue;
     const int32_t k = rep[i];
     if (col_of[k] == -1) {
-      if (r + pools > kMaxN) continue;
+      if (pools == pool_slots(r) || r + pools > kMaxN) continue;
       pool_row[pools] = k;
       pool_size[pools] = 1;
       col_of[k] = pool_mark(pools++);

@@ -34,9 +34,6 @@ namespace au = auction;
 // 196 x 196 problem takes 160 KB) gets 1024 threads, so that the SM still has 32 warps to hide
 // memory latency with and 32 bidders run at once; smaller problems get 256 and share the SM.
 constexpr int block_threads(bool wide) { return wide ? 1024 : 256; }
-// Pool slots of a problem with r real rows (auction.h, "Pools"): pool 0 and at most one pool per
-// two other rows.
-constexpr int64_t pool_slots(int64_t r) { return r / 2 + 1; }
 
 #ifndef ATA_EXT_CUDA_EMULATOR
 __device__ __forceinline__ unsigned char* dynamic_smem() {
@@ -293,9 +290,9 @@ __device__ __noinline__ void find_pools(const int32_t* lv, int64_t r, int64_t n,
   __syncthreads();
   if (tid == 0) {
     // make_pools (serial) fills two arrays, kept where the hashes were (read by now) until they
-    // are copied into the pools' state: pool_slots(r) int32 each, r words of best at most.
+    // are copied into the pools' state: au::pool_slots(r) int32 each, r words of best at most.
     int32_t* row = reinterpret_cast<int32_t*>(best);
-    int32_t* size = row + pool_slots(r);
+    int32_t* size = row + au::pool_slots(r);
     if (*flag) {
       *npools = au::make_pools(rep, r, n, *nflat, col_of, row, size);
     } else {  // pool 0 alone: make_pools would find no equal rows, after a serial pass over them
@@ -401,7 +398,7 @@ __device__ __noinline__ void pools_take_columns(int64_t r, int64_t n, const int3
 
 // Bytes of per-column and per-pool state (the kernel's layout, 8-byte aligned at the end).
 constexpr int64_t state_bytes(int64_t r, int64_t n) {
-  return (n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) + pool_slots(r) * (sizeof(PoolState) + sizeof(int32_t)) + 7) /
+  return (n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) + au::pool_slots(r) * (sizeof(PoolState) + sizeof(int32_t)) + 7) /
          8 * 8;
 }
 
@@ -441,7 +438,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   for (int64_t i = tid; i < N; i += kThreads) out[b * N + i] = -1;
 
   unsigned char* const smem = dynamic_smem();
-  const int64_t slots = pool_slots(r);
+  const int64_t slots = au::pool_slots(r);
   int64_t* price = reinterpret_cast<int64_t*>(smem);
   unsigned long long* best = reinterpret_cast<unsigned long long*>(price + n);
   PoolState* pool = reinterpret_cast<PoolState*>(best + n);
