@@ -40,8 +40,8 @@
 //     at most one row or pool, which is then the only bidder of the next round: from there to the
 //     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
 //     plain loop (on the GPU one warp, with no block barriers), which is the same sequence of
-//     rounds, so the answers are unchanged. On uniform random 196 x 196 costs most rounds are such single bids (on average
-//     315 of 523).
+//     rounds, so the answers are unchanged. On uniform random 196 x 196 costs most rounds are such
+//     single bids (on average 315 of 523).
 //     Early end: in the first round of a phase everyone bids, every pool for all its members. If no
 //     two bids meet on a column, every column is taken, each row on its own gets a column of its
 //     highest value B'[i][j] - p[j] at the round's prices and each pool the u best for it. No
@@ -67,8 +67,8 @@
 //     columns all 0) the twin counted about 2,100 rounds and steps a problem, 62 as pool members;
 //     DETR-like costs padded with zero target columns (README, "Problems of different sizes")
 //     2,000 and 40.
-//     Start prices: a square problem without a pool (no dummies, flat or equal rows) whose first round
-//     does not end the solve starts over, the same phase, from better prices than zero. Each row's
+//     Start prices: a square problem without a pool (no dummies, flat or equal rows) whose first
+//     round does not end the solve starts over, the same phase, from better prices than zero. Each row's
 //     values are reduced by its highest one (every row then values its favourite at 0), and column
 //     j starts at the second highest reduced value in it (clamped at minus the finite range
 //     Q(n+1)), plus Q(n+1), so every start price lies in [0, Q(n+1)]: the price at which only the

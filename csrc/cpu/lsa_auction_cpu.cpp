@@ -79,7 +79,8 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   }
   s.pool_row.resize(au::pool_slots(r));
   s.pool_size.resize(au::pool_slots(r));
-  const int32_t npools = au::make_pools(s.rep.data(), r, n, nflat, s.col_of.data(), s.pool_row.data(), s.pool_size.data());
+  const int32_t npools =
+      au::make_pools(s.rep.data(), r, n, nflat, s.col_of.data(), s.pool_row.data(), s.pool_size.data());
   s.held.resize(npools);
   s.price.assign(n, 0);
   s.owner.resize(n);

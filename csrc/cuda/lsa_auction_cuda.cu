@@ -334,7 +334,8 @@ __device__ __forceinline__ void pool_bids(const int32_t* lv, const int64_t* pric
     const int32_t key = au::tie_key(j, origin, n);
     int64_t before = 0;
     for (int64_t c = 0; c < n && before <= u; ++c) {
-      before += owner[c] != id && au::ranks_before(au::pool_value(row, price, c, sc), au::tie_key(c, origin, n), v, key);
+      const int64_t vc = au::pool_value(row, price, c, sc);
+      before += owner[c] != id && au::ranks_before(vc, au::tie_key(c, origin, n), v, key);
     }
     if (before == u) {
       pool[k].level = v;
@@ -398,8 +399,9 @@ __device__ __noinline__ void pools_take_columns(int64_t r, int64_t n, const int3
 
 // Bytes of per-column and per-pool state (the kernel's layout, 8-byte aligned at the end).
 constexpr int64_t state_bytes(int64_t r, int64_t n) {
-  return (n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) + au::pool_slots(r) * (sizeof(PoolState) + sizeof(int32_t)) + 7) /
-         8 * 8;
+  const int64_t bytes = n * (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) +
+                        au::pool_slots(r) * (sizeof(PoolState) + sizeof(int32_t));
+  return (bytes + 7) / 8 * 8;
 }
 
 // Bytes of dynamic shared memory for r real rows and n columns: per-column and per-pool state, plus
