@@ -439,6 +439,11 @@ C10_HOST_DEVICE inline int64_t pool_origin(int32_t k, int32_t row, int64_t r) {
   return k == 0 ? r : row;
 }
 
+// The levels pool k (lowest row row) bids with: nullptr for pool 0, whose benefits are 0.
+C10_HOST_DEVICE inline const int32_t* pool_levels(const int32_t* lv, int32_t k, int32_t row, int64_t n) {
+  return k == 0 ? nullptr : lv + static_cast<int64_t>(row) * n;
+}
+
 // Pool value of column j: the pool's benefit (0 for pool 0, row == nullptr) less the price.
 C10_HOST_DEVICE inline int64_t pool_value(const int32_t* row, const int64_t* price, int64_t j, const Scale& sc) {
   return (row ? scaled(row[j], sc) : 0) - price[j];

@@ -94,7 +94,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   bool solved = whole >= 0;
   std::fill(s.owner.begin(), s.owner.end(), solved ? static_cast<int32_t>(r + whole) : -1);
   const auto row = [&](int32_t i) { return s.lv.data() + static_cast<int64_t>(i) * n; };
-  const auto pool_levels = [&](int32_t k) { return k == 0 ? nullptr : row(s.pool_row[k]); };
+  const auto pool_levels = [&](int32_t k) { return au::pool_levels(s.lv.data(), k, s.pool_row[k], n); };
   // Start prices (auction.h): set once, after the first round, where there is no pool
   // (start_pending); the phase then starts again from them.
   bool start_pending = npools == 1 && s.pool_size[0] == 0 && n >= 2;

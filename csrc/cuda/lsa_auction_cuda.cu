@@ -245,11 +245,6 @@ struct PoolState {
   int32_t key, row, size, held;
 };
 
-// The levels pool k bids with (nullptr: pool 0, benefit 0).
-__device__ __forceinline__ const int32_t* pool_levels(const int32_t* lv, const PoolState* pool, int32_t k, int64_t n) {
-  return k == 0 ? nullptr : lv + static_cast<int64_t>(pool[k].row) * n;
-}
-
 // The pools of an r x n problem (auction.h, "Pools"), by the whole block: col_of marks the flat
 // rows (pool 0) and the pooled ones, the pools' row and size are set, and *npools. A pool of n
 // members (every real row flat, or all equal in a square problem) holds every column, which is
@@ -328,7 +323,7 @@ __device__ __forceinline__ void pool_bids(const int32_t* lv, const int64_t* pric
     const int32_t k = active[q / n], id = static_cast<int32_t>(r + k);
     const int64_t j = q % n;
     if (owner[j] == id) continue;
-    const int32_t* row = pool_levels(lv, pool, k, n);
+    const int32_t* row = au::pool_levels(lv, k, pool[k].row, n);
     const int64_t origin = au::pool_origin(k, pool[k].row, r), u = pool[k].size - pool[k].held;
     const int64_t v = au::pool_value(row, price, j, sc);
     const int32_t key = au::tie_key(j, origin, n);
@@ -346,7 +341,7 @@ __device__ __forceinline__ void pool_bids(const int32_t* lv, const int64_t* pric
   for (int64_t q = tid; q < int64_t{na} * n; q += kThreads) {
     const int32_t k = active[q / n], id = static_cast<int32_t>(r + k);
     const int64_t j = q % n;
-    const int32_t* row = pool_levels(lv, pool, k, n);
+    const int32_t* row = au::pool_levels(lv, k, pool[k].row, n);
     const int64_t origin = au::pool_origin(k, pool[k].row, r);
     if (!au::pool_takes(owner[j] == id, au::pool_value(row, price, j, sc), au::tie_key(j, origin, n), pool[k].level,
                         pool[k].key)) {
@@ -653,7 +648,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
               break;
             }
             const int32_t k = i >= r ? static_cast<int32_t>(i - r) : -1;  // the bidder's pool, if it is one
-            const int32_t* row = k >= 0 ? pool_levels(lv, pool, k, n) : lv + static_cast<int64_t>(i) * n;
+            const int32_t* row = k >= 0 ? au::pool_levels(lv, k, pool[k].row, n) : lv + static_cast<int64_t>(i) * n;
             const int64_t origin = k >= 0 ? au::pool_origin(k, pool[k].row, r) : i;
             const au::Top2 t =
                 lists && k < 0
