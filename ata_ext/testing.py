@@ -129,6 +129,10 @@ def solver_families(generator, large=False):
     e[:, ::5] = 0.5
     yield e, False
     yield torch.rand(b(2, 4), 1, 30, generator=g).expand(-1, 30, -1), True
+    # Equal columns of square problems, solved transposed (auction.h, "Orientation"): in groups of
+    # 3, and a frame with a flat region of 28 equal tokens after one without (a scene cut).
+    yield torch.rand(b(2, 8), 30, 10, generator=g).repeat_interleave(3, 2), False
+    yield video_similarity(b(2, 16), 196, generator=g, repeated=28).mT, True
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

@@ -339,15 +339,21 @@ def test_kernel_and_twin_agree_on_pools(lib):
     # Groups of equal rows bid as pools (auction.h, "Pools"), with ties everywhere (small integer
     # costs) so that every tie rule shows: rows drawn from a few prototypes, some flat rows, some
     # forbidden pairs (the diagonal kept allowed, so most are feasible), square and rectangular
-    # both ways, on every memory path and both block sizes.
+    # both ways, on every memory path and both block sizes. Last, equal columns (the transpose of
+    # such a problem, with forbidden pairs alike in equal rows), which the kernel solves
+    # transposed (auction.h, "Orientation").
     g = torch.Generator().manual_seed(6)
-    for k, (n, m) in enumerate(((12, 12), (9, 20), (20, 9), (30, 30), (6, 40))):
+    for k, (n, m) in enumerate(((12, 12), (9, 20), (20, 9), (30, 30), (6, 40), (30, 30))):
         proto = torch.randint(0, 4, (16, 4, m), generator=g).double()
+        if k == 5:
+            proto[torch.rand(proto.shape, generator=g) < 0.1] = float("inf")
         cost = proto.gather(1, torch.randint(0, 4, (16, n, 1), generator=g).expand(-1, -1, m)).clone()
         cost[:, ::5] = torch.randint(0, 4, (16, 1, 1), generator=g).double()  # flat rows
-        if k % 2:
+        if k in (1, 3):
             cost[torch.rand(cost.shape, generator=g) < 0.15] = float("inf")
             cost[:, range(min(n, m)), range(min(n, m))] = 1.0
+        if k == 5:
+            cost = cost.mT
         for mx in (False, True):
             c = torch.where(cost.isinf(), -cost, cost) if mx else cost
             twin = ata_ext.linear_sum_assignment(c, mx, algorithm="auction", check=False)

@@ -36,6 +36,20 @@
 //     square problem of equal rows 2 vs 0 (a pool of n members holds every column: nobody bids).
 //     Costs without equal rows (levels, not values: magnitudes that span hundreds of decades can
 //     quantise two rows alike) get the same answers and round counts as before pools existed.
+//     Orientation: pools take in equal rows, not equal columns (objects every row values alike),
+//     over which rows still outbid each other eps at a time. So a square problem whose columns
+//     repeat more than its rows (columns_first) is solved transposed, its columns bidding for its
+//     rows, and the answer turned back at the end: its equal columns are then equal rows, pooled.
+//     A repeat is a line that is not flat less the distinct hashes (row_summary) of such lines:
+//     hashes alone, as a collision only misguides the choice, never the answer. Flat lines do not
+//     count: a flat row joins pool 0 and a flat column is valued alike by every row, neither
+//     starts a price war. Twin counts (rounds and chain steps, the mean of 64 problems, as given
+//     vs transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40 equal
+//     25,477 vs 542; a video-like frame with a flat region of 40 equal tokens after one without
+//     (a scene cut) 3,517 vs 1. Equal columns still fight where rows repeat as much (the first 10
+//     rows and columns of uniform 196 x 196 equal: 5,885) and where rows are fewer than columns
+//     (no transposing those: 150 x 196 whose first 10 columns are equal, 732). Square problems
+//     whose columns repeat no more than their rows get the same answers and counts as before.
 //     A round with a single bidder (one real row, or a pool with one member unassigned) displaces
 //     at most one row or pool, which is then the only bidder of the next round: from there to the
 //     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
@@ -433,6 +447,13 @@ C10_HOST_DEVICE inline int32_t make_pools(const int32_t* rep, int64_t r, int64_t
   return pools;
 }
 
+// Orientation (see "Orientation" above): whether a square problem whose rows and columns repeat
+// row_repeats and col_repeats times (lines that are not flat, less their distinct hashes) is
+// solved transposed. Only where columns repeat more: otherwise it is solved as given.
+C10_HOST_DEVICE inline bool columns_first(int64_t row_repeats, int64_t col_repeats) {
+  return col_repeats > row_repeats;
+}
+
 // Where pool k (lowest row row) ranks equal values from (see "Ties"): column r for pool 0 (r = n
 // only where pool 0 has no dummies, and then key j - n + n = j), its lowest row for the others.
 C10_HOST_DEVICE inline int64_t pool_origin(int32_t k, int32_t row, int64_t r) {
@@ -477,16 +498,19 @@ C10_HOST_DEVICE inline int64_t chain_level(const Top2& t) {
 // (a lane's share on the GPU, whose lanes then and flat and sum hash; the whole row on the CPU):
 // whether it is flat (one value in every column, no forbidden pair: it values every column alike,
 // as the dummies do, so it joins pool 0), and its hash, the sum of level_hash over its entries.
+// The entries of a row are step apart: 1 for a row, n for a column of a square problem (a line
+// of the levels, either way: see "Orientation").
 struct RowSummary {
   bool flat;
   uint64_t hash;
 };
 
-C10_HOST_DEVICE inline RowSummary row_summary(const int32_t* row, int64_t n, int64_t first, int64_t stride) {
+C10_HOST_DEVICE inline RowSummary row_summary(const int32_t* row, int64_t n, int64_t first, int64_t stride,
+                                              int64_t step = 1) {
   RowSummary s{row[0] != kForbidden, 0};
   for (int64_t j = first; j < n; j += stride) {
-    s.flat = s.flat && row[j] == row[0];
-    s.hash += level_hash(row[j], j);
+    s.flat = s.flat && row[j * step] == row[0];
+    s.hash += level_hash(row[j * step], j);
   }
   return s;
 }

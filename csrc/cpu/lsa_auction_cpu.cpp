@@ -47,6 +47,27 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   const au::Scale sc = au::make_scale(st, n);
   s.lv.resize(r * n);
   for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
+  // Orientation (auction.h): a square problem whose columns repeat more than its rows is solved
+  // transposed. Repeats counted as lines less distinct hashes, among the lines that are not flat:
+  // the kernel counts the lines with an equal hash below them instead, which is the same number.
+  bool flipped = false;
+  if (r == n && n >= 2) {
+    int64_t repeats[2];  // rows, columns
+    for (int side = 0; side < 2; ++side) {
+      s.hash.clear();
+      for (int64_t i = 0; i < n; ++i) {
+        const au::RowSummary rs =
+            side == 0 ? au::row_summary(s.lv.data() + i * n, n, 0, 1) : au::row_summary(s.lv.data() + i, n, 0, 1, n);
+        if (!rs.flat) s.hash.push_back(rs.hash);
+      }
+      std::sort(s.hash.begin(), s.hash.end());
+      repeats[side] = static_cast<int64_t>(s.hash.size()) - (std::unique(s.hash.begin(), s.hash.end()) - s.hash.begin());
+    }
+    flipped = au::columns_first(repeats[0], repeats[1]);
+    for (int64_t i = 0; flipped && i < n; ++i) {
+      for (int64_t j = i + 1; j < n; ++j) std::swap(s.lv[i * n + j], s.lv[j * n + i]);
+    }
+  }
   // Pools (auction.h): the flat rows join pool 0; each group of equal other rows is a pool.
   s.col_of.assign(r, -1);
   s.hash.resize(r);
@@ -210,8 +231,8 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
     s.held[k] = j + 1;
   }
   for (int64_t i = 0; i < r; ++i) {
-    x[i] = s.col_of[i];
-    if (s.lv[i * n + x[i]] == au::kForbidden) return kInfeasible;
+    if (s.lv[i * n + s.col_of[i]] == au::kForbidden) return kInfeasible;
+    x[flipped ? s.col_of[i] : i] = flipped ? i : s.col_of[i];
   }
   return kOk;
 }

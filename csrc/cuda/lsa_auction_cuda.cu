@@ -78,6 +78,18 @@ __device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
   return f;
 }
 
+// The row_summary (auction.h) of a row by a warp, each lane's share reduced; complete in lane 0.
+__device__ au::RowSummary warp_row_summary(const int32_t* row, int64_t n, int lane) {
+  au::RowSummary rs = au::row_summary(row, n, lane, 32);
+  int flat = rs.flat;
+  for (int off = 16; off > 0; off >>= 1) {
+    flat &= __shfl_down_sync(0xffffffffu, flat, off);
+    rs.hash += __shfl_down_sync(0xffffffffu, rs.hash, off);
+  }
+  rs.flat = flat;
+  return rs;
+}
+
 // Threads per block of first_choice_kernel: small blocks, many an SM, for memory parallelism.
 constexpr int kFirstChoiceThreads = 256;
 
@@ -236,6 +248,51 @@ __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r
   return taken;
 }
 
+// Orientation (auction.h): whether the square n x n levels lv are solved transposed
+// (columns_first), by the whole block; if so they are transposed in place and *flipped set (0 on
+// entry). hash (0 on return) and flat (2n entries each: the rows', then the columns') and repeats
+// (2 ints) are scratch. Not inlined, like set_start_prices: it runs once a problem.
+template <int kThreads>
+__device__ __noinline__ void orient(int32_t* lv, int64_t n, unsigned long long* hash, int32_t* flat, int* repeats,
+                                    int* flipped) {
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  if (tid < 2) repeats[tid] = 0;
+  __syncthreads();  // the levels are written
+  for (int64_t i = warp; i < n; i += kThreads / 32) {  // a warp a row
+    const au::RowSummary rs = warp_row_summary(lv + i * n, n, lane);
+    if (lane == 0) {
+      hash[i] = rs.hash;
+      flat[i] = rs.flat;
+    }
+  }
+  for (int64_t j = tid; j < n; j += kThreads) {  // a thread a column: a warp reads 32 neighbours
+    const au::RowSummary cs = au::row_summary(lv + j, n, 0, 1, n);
+    hash[n + j] = cs.hash;
+    flat[n + j] = cs.flat;
+  }
+  __syncthreads();
+  for (int64_t q = tid; q < 2 * n; q += kThreads) {  // a thread a line: does an equal hash come before it?
+    for (int64_t k = q < n ? 0 : n; k < q && !flat[q]; ++k) {
+      if (flat[k] || hash[k] != hash[q]) continue;
+      atomicAdd(&repeats[q >= n], 1);
+      break;
+    }
+  }
+  __syncthreads();
+  if (au::columns_first(repeats[0], repeats[1])) {  // (uniform across the block)
+    for (int64_t i = warp; i < n; i += kThreads / 32) {  // a warp a row, swapping the entries right of the diagonal
+      for (int64_t j = i + 1 + lane; j < n; j += 32) {
+        const int32_t x = lv[i * n + j];
+        lv[i * n + j] = lv[j * n + i];
+        lv[j * n + i] = x;
+      }
+    }
+    if (tid == 0) *flipped = 1;
+  }
+  for (int64_t q = tid; q < 2 * n; q += kThreads) hash[q] = 0ull;
+  __syncthreads();
+}
+
 // A pool's state in shared memory (auction.h, "Pools"): this round, the value and tie key of the
 // (u+1)-th column in its order that it does not hold (its level); its lowest row (-1: pool 0),
 // members and columns held. One array of these (and one of the pools with members unassigned)
@@ -257,16 +314,11 @@ __device__ __noinline__ void find_pools(const int32_t* lv, int64_t r, int64_t n,
                                         int* npools, int* flag, int* solved) {
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   for (int64_t i = warp; i < r; i += kThreads / 32) {  // a warp a row
-    au::RowSummary rs = au::row_summary(lv + i * n, n, lane, 32);
-    int flat = rs.flat;
-    for (int off = 16; off > 0; off >>= 1) {
-      flat &= __shfl_down_sync(0xffffffffu, flat, off);
-      rs.hash += __shfl_down_sync(0xffffffffu, rs.hash, off);
-    }
+    const au::RowSummary rs = warp_row_summary(lv + i * n, n, lane);
     if (lane == 0) {
-      col_of[i] = flat ? au::pool_mark(0) : -1;
+      col_of[i] = rs.flat ? au::pool_mark(0) : -1;
       best[i] = rs.hash;
-      if (flat) atomicAdd(nflat, 1);
+      if (rs.flat) atomicAdd(nflat, 1);
     }
   }
   if (tid == 0) *flag = 0;  // whether any two other rows are equal
@@ -460,6 +512,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
   __shared__ int start_pending;              // start prices (auction.h) are due after this round
   __shared__ int64_t chain_end;              // the round count after a chain, for every thread
+  __shared__ int repeats[2], flipped;        // orient's scratch; whether it transposed the levels
 
   // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
   // are the answer.
@@ -488,6 +541,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     sc_shared = au::make_scale(st, n);
     fail = st.invalid ? kInvalid : kOk;
     solved = 0;
+    flipped = 0;
   }
   __syncthreads();
   if (fail != kOk) {
@@ -599,6 +653,9 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     }
   };
 
+  // Orientation (auction.h): a square problem whose columns repeat more than its rows is solved
+  // transposed. The price and best words (0 on return) and owner and col_of are its scratch.
+  if (r == n) orient<kThreads>(lv, n, reinterpret_cast<unsigned long long*>(price), owner, repeats, &flipped);
   // Pools (auction.h): the flat rows join pool 0, each group of equal other rows bids as a pool.
   find_pools<kThreads>(lv, r, n, col_of, owner, best, bidders, pool, &nflat, &npools, &equal_rows, &solved);
   // Whether some rows bid as pools (then no start prices), and the pools' count: read from shared
@@ -749,7 +806,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   if (fail != kOk) return;  // the output stays -1
   int64_t* o = out + b * N;
   for (int64_t i = tid; i < r; i += kThreads) {
-    if (transpose) {
+    if (transpose || flipped) {
       o[col_of[i]] = i;
     } else {
       o[i] = col_of[i];
