@@ -14,7 +14,9 @@ Measures, answers checked against scipy on a sample first:
     the auction on the problem extended with the limit, _solver.py), against the CPU path
   - equal rows, which bid as pools (auction.h, "Pools"): uniform costs whose first 10 rows and
     columns are copies ("dup10"), whose rows 0-97 are equal ("dup_half"), and video-like costs
-    whose first frame has a flat region of 40 equal tokens ("sky")
+    whose first frame has a flat region of 40 equal tokens ("sky"); and equal columns, which a
+    square problem solves transposed (auction.h, "Orientation"): the same flat region in the
+    second frame only, as after a scene cut ("cut")
   - the auction's weak spot: DETR-style costs whose predictions cluster but differ
     ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
@@ -50,6 +52,8 @@ def problems(kind, batch, n, m=None, seed=0):
         return video_similarity(batch, n, generator=g, padding=14), True
     if kind == "sky":  # a flat region of 40 equal tokens in the first frame: 40 equal rows, one pool
         return video_similarity(batch, n, generator=g, repeated=40), True
+    if kind == "cut":  # the flat region in the second frame only: 40 equal columns, solved transposed
+        return video_similarity(batch, n, generator=g, repeated=40).mT.contiguous(), True
     if kind == "track_lim":  # n tracks x m detections, solved with a cost limit
         return tracking_costs(batch, n, m, generator=g), False
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
@@ -183,7 +187,7 @@ def main():
     record("forbid10", 224, 196)
     for batch, n, m in ((1, 30, 25), (64, 50, 40), (16, 300, 280)):
         record("track_lim", batch, n, m, scipy_too=False, limit=0.05)
-    for kind in ("dup10", "dup_half", "sky"):
+    for kind in ("dup10", "dup_half", "sky", "cut"):
         record(kind, 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)

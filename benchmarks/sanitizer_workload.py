@@ -24,6 +24,14 @@ def equal_rows(g):
     return cost
 
 
+def equal_columns(g):
+    """Square problems whose columns repeat more than their rows (auction.h, "Orientation"): the
+    kernel transposes their levels in place and the answer back."""
+    cost = torch.randint(0, 5, (3, 30, 10), generator=g).float().repeat_interleave(3, 2)
+    cost[:, :, ::7] = 2.0
+    return cost
+
+
 def main():
     assert torch.cuda.is_available(), "needs a GPU"
     g = torch.Generator().manual_seed(0)
@@ -37,10 +45,12 @@ def main():
         (video_similarity(1, 250, generator=g), True),        # global-memory levels (n > ~237)
         (torch.rand(1, 240, 240, generator=g), False),        # global levels, long chains of rounds
         (equal_rows(g), False),                               # pools of equal rows, next to dummies
+        (equal_columns(g), True),                             # equal columns: solved transposed
     ]
-    # The first four and the pools once more with global levels behind candidate lists (the n > ~237
-    # path) where they would fit in shared memory: smaller blocks, several an SM (ATA_EXT_AUCTION_LEVELS).
-    again = cases[:4] + cases[-1:]
+    # The first four, the pools and the equal columns once more with global levels behind candidate
+    # lists (the n > ~237 path) where they would fit in shared memory: smaller blocks, several an SM
+    # (ATA_EXT_AUCTION_LEVELS).
+    again = cases[:4] + cases[-2:]
     for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in again]:
         os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)
