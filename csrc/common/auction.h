@@ -36,20 +36,21 @@
 //     square problem of equal rows 2 vs 0 (a pool of n members holds every column: nobody bids).
 //     Costs without equal rows (levels, not values: magnitudes that span hundreds of decades can
 //     quantise two rows alike) get the same answers and round counts as before pools existed.
-//     Orientation: pools take in equal rows, not equal columns (objects every row values alike),
-//     over which rows still outbid each other eps at a time. So a square problem whose columns
-//     repeat more than its rows (columns_first) is solved transposed, its columns bidding for its
-//     rows, and the answer turned back at the end: its equal columns are then equal rows, pooled.
-//     A repeat is a line that is not flat less the distinct hashes (row_summary) of such lines:
-//     hashes alone, as a collision only misguides the choice, never the answer. Flat lines do not
-//     count: a flat row joins pool 0 and a flat column is valued alike by every row, neither
-//     starts a price war. Twin counts (rounds and chain steps, the mean of 64 problems, as given
-//     vs transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40 equal
-//     25,477 vs 542; a video-like frame with a flat region of 40 equal tokens after one without
-//     (a scene cut) 3,517 vs 1. Equal columns still fight where rows repeat as much (the first 10
-//     rows and columns of uniform 196 x 196 equal: 5,885) and where rows are fewer than columns
-//     (no transposing those: 150 x 196 whose first 10 columns are equal, 732). Square problems
-//     whose columns repeat no more than their rows get the same answers and counts as before.
+//     Orientation: pools take in equal and flat rows, not equal or flat columns, over which rows
+//     still outbid each other eps at a time (flat columns of different values too: once their
+//     prices have evened out their values, every row values them alike). So a square problem
+//     whose columns repeat more than its rows (columns_first) is solved transposed, its columns
+//     bidding for its rows, and the answer turned back at the end: its equal and flat columns are
+//     then pooled rows. Lines repeat n less their distinct classes (orient_class: all flat lines
+//     are one, the others their hash) times: hashes alone, as a collision only misguides the
+//     choice, never the answer. Twin counts (rounds and chain steps, the mean of 64 problems, as
+//     given vs transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40
+//     equal 25,477 vs 542; 10 flat columns of values 0.3 to 0.7 6,145 vs 440; a video-like frame with a
+//     flat region of 40 equal tokens after one without (a scene cut) 3,517 vs 1. Equal columns
+//     still fight where rows repeat as much (the first 10 rows and columns of uniform 196 x 196
+//     equal: 5,885) and where rows are fewer than columns (no transposing those: 150 x 196 whose
+//     first 10 columns are equal, 732). Square problems whose columns repeat no more than their
+//     rows get the same answers and counts as before.
 //     A round with a single bidder (one real row, or a pool with one member unassigned) displaces
 //     at most one row or pool, which is then the only bidder of the next round: from there to the
 //     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
@@ -447,13 +448,6 @@ C10_HOST_DEVICE inline int32_t make_pools(const int32_t* rep, int64_t r, int64_t
   return pools;
 }
 
-// Orientation (see "Orientation" above): whether a square problem whose rows and columns repeat
-// row_repeats and col_repeats times (lines that are not flat, less their distinct hashes) is
-// solved transposed. Only where columns repeat more: otherwise it is solved as given.
-C10_HOST_DEVICE inline bool columns_first(int64_t row_repeats, int64_t col_repeats) {
-  return col_repeats > row_repeats;
-}
-
 // Where pool k (lowest row row) ranks equal values from (see "Ties"): column r for pool 0 (r = n
 // only where pool 0 has no dummies, and then key j - n + n = j), its lowest row for the others.
 C10_HOST_DEVICE inline int64_t pool_origin(int32_t k, int32_t row, int64_t r) {
@@ -513,6 +507,16 @@ C10_HOST_DEVICE inline RowSummary row_summary(const int32_t* row, int64_t n, int
     s.hash += level_hash(row[j * step], j);
   }
   return s;
+}
+
+// Orientation (see "Orientation" above): a line's class, from its row_summary: every flat line is
+// one class, the others their hash. A square problem's rows (columns) repeat n less the number of
+// distinct classes among them times, and it is solved transposed where its columns repeat more
+// (columns_first): otherwise as given.
+C10_HOST_DEVICE inline uint64_t orient_class(const RowSummary& s) { return s.flat ? 0 : s.hash; }
+
+C10_HOST_DEVICE inline bool columns_first(int64_t row_repeats, int64_t col_repeats) {
+  return col_repeats > row_repeats;
 }
 
 // The highest scaled benefit of a row over the columns j = first, first + stride, ... (a lane's

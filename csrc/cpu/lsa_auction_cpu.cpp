@@ -48,20 +48,19 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   s.lv.resize(r * n);
   for (int64_t k = 0; k < r * n; ++k) s.lv[k] = au::level(-p.c[k], sc);
   // Orientation (auction.h): a square problem whose columns repeat more than its rows is solved
-  // transposed. Repeats counted as lines less distinct hashes, among the lines that are not flat:
-  // the kernel counts the lines with an equal hash below them instead, which is the same number.
+  // transposed. Repeats counted as lines less distinct classes (orient_class), by sorting: the
+  // kernel counts the lines with an equal class below them instead, which is the same number.
   bool flipped = false;
-  if (r == n && n >= 2) {
+  if (r == n) {
     int64_t repeats[2];  // rows, columns
+    s.hash.resize(n);
     for (int side = 0; side < 2; ++side) {
-      s.hash.clear();
       for (int64_t i = 0; i < n; ++i) {
-        const au::RowSummary rs =
-            side == 0 ? au::row_summary(s.lv.data() + i * n, n, 0, 1) : au::row_summary(s.lv.data() + i, n, 0, 1, n);
-        if (!rs.flat) s.hash.push_back(rs.hash);
+        s.hash[i] = au::orient_class(side == 0 ? au::row_summary(s.lv.data() + i * n, n, 0, 1)
+                                               : au::row_summary(s.lv.data() + i, n, 0, 1, n));
       }
       std::sort(s.hash.begin(), s.hash.end());
-      repeats[side] = static_cast<int64_t>(s.hash.size()) - (std::unique(s.hash.begin(), s.hash.end()) - s.hash.begin());
+      repeats[side] = n - (std::unique(s.hash.begin(), s.hash.end()) - s.hash.begin());
     }
     flipped = au::columns_first(repeats[0], repeats[1]);
     for (int64_t i = 0; flipped && i < n; ++i) {

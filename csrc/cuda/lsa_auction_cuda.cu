@@ -250,30 +250,24 @@ __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r
 
 // Orientation (auction.h): whether the square n x n levels lv are solved transposed
 // (columns_first), by the whole block; if so they are transposed in place and *flipped set (0 on
-// entry). hash (0 on return) and flat (2n entries each: the rows', then the columns') and repeats
-// (2 ints) are scratch. Not inlined, like set_start_prices: it runs once a problem.
+// entry). cls (2n words, 0 on return: the rows' classes, then the columns') and repeats (2 ints)
+// are scratch. Not inlined, like set_start_prices: it runs once a problem.
 template <int kThreads>
-__device__ __noinline__ void orient(int32_t* lv, int64_t n, unsigned long long* hash, int32_t* flat, int* repeats,
-                                    int* flipped) {
+__device__ __noinline__ void orient(int32_t* lv, int64_t n, unsigned long long* cls, int* repeats, int* flipped) {
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
   if (tid < 2) repeats[tid] = 0;
   __syncthreads();  // the levels are written
   for (int64_t i = warp; i < n; i += kThreads / 32) {  // a warp a row
     const au::RowSummary rs = warp_row_summary(lv + i * n, n, lane);
-    if (lane == 0) {
-      hash[i] = rs.hash;
-      flat[i] = rs.flat;
-    }
+    if (lane == 0) cls[i] = au::orient_class(rs);
   }
   for (int64_t j = tid; j < n; j += kThreads) {  // a thread a column: a warp reads 32 neighbours
-    const au::RowSummary cs = au::row_summary(lv + j, n, 0, 1, n);
-    hash[n + j] = cs.hash;
-    flat[n + j] = cs.flat;
+    cls[n + j] = au::orient_class(au::row_summary(lv + j, n, 0, 1, n));
   }
   __syncthreads();
-  for (int64_t q = tid; q < 2 * n; q += kThreads) {  // a thread a line: does an equal hash come before it?
-    for (int64_t k = q < n ? 0 : n; k < q && !flat[q]; ++k) {
-      if (flat[k] || hash[k] != hash[q]) continue;
+  for (int64_t q = tid; q < 2 * n; q += kThreads) {  // a thread a line: does its class come before it?
+    for (int64_t k = q < n ? 0 : n; k < q; ++k) {
+      if (cls[k] != cls[q]) continue;
       atomicAdd(&repeats[q >= n], 1);
       break;
     }
@@ -289,7 +283,7 @@ __device__ __noinline__ void orient(int32_t* lv, int64_t n, unsigned long long* 
     }
     if (tid == 0) *flipped = 1;
   }
-  for (int64_t q = tid; q < 2 * n; q += kThreads) hash[q] = 0ull;
+  for (int64_t q = tid; q < 2 * n; q += kThreads) cls[q] = 0ull;
   __syncthreads();
 }
 
@@ -654,8 +648,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   };
 
   // Orientation (auction.h): a square problem whose columns repeat more than its rows is solved
-  // transposed. The price and best words (0 on return) and owner and col_of are its scratch.
-  if (r == n) orient<kThreads>(lv, n, reinterpret_cast<unsigned long long*>(price), owner, repeats, &flipped);
+  // transposed. The price and best words are its scratch (0 on return).
+  if (r == n) orient<kThreads>(lv, n, reinterpret_cast<unsigned long long*>(price), repeats, &flipped);
   // Pools (auction.h): the flat rows join pool 0, each group of equal other rows bids as a pool.
   find_pools<kThreads>(lv, r, n, col_of, owner, best, bidders, pool, &nflat, &npools, &equal_rows, &solved);
   // Whether some rows bid as pools (then no start prices), and the pools' count: read from shared
