@@ -38,19 +38,19 @@
 //     quantise two rows alike) get the same answers and round counts as before pools existed.
 //     Orientation: pools take in equal and flat rows, not equal or flat columns, over which rows
 //     still outbid each other eps at a time (flat columns of different values too: once their
-//     prices have evened out their values, every row values them alike). So a square problem
-//     whose columns repeat more than its rows (columns_first) is solved transposed, its columns
-//     bidding for its rows, and the answer turned back at the end: its equal and flat columns are
-//     then pooled rows. Lines repeat n less their distinct classes (orient_class: all flat lines
-//     are one, the others their hash) times: hashes alone, as a collision only misguides the
-//     choice, never the answer. Twin counts (rounds and chain steps, the mean of 64 problems, as
-//     given vs transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40
-//     equal 25,477 vs 542; 10 flat columns of values 0.3 to 0.7 6,145 vs 440; a video-like frame with a
-//     flat region of 40 equal tokens after one without (a scene cut) 3,517 vs 1. Equal columns
-//     still fight where rows repeat as much (the first 10 rows and columns of uniform 196 x 196
-//     equal: 5,885) and where rows are fewer than columns (no transposing those: 150 x 196 whose
-//     first 10 columns are equal, 732). Square problems whose columns repeat no more than their
-//     rows get the same answers and counts as before.
+//     prices have evened out their values, every row values them alike). So a square problem whose
+//     columns repeat more than its rows (columns_first) is solved transposed, its columns bidding
+//     for its rows, and the answer turned back at the end: its equal and flat columns are then
+//     pooled rows. Lines repeat n less their distinct classes (orient_class: all flat lines are
+//     one, the others their hash) times: hashes alone, as a collision only misguides the choice,
+//     never the answer. Twin counts (rounds and chain steps, the mean of 64 problems, as given vs
+//     transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40 equal 25,477
+//     vs 542; 10 flat columns of values 0.3 to 0.7 6,145 vs 440; a video-like frame with a flat
+//     region of 40 equal tokens after one without (a scene cut) 3,517 vs 1. Equal columns still
+//     fight where rows repeat as much (the first 10 rows and columns of uniform 196 x 196 equal:
+//     5,885) and where rows are fewer than columns (no transposing those: 150 x 196 whose first 10
+//     columns are equal, 732). Square problems whose columns repeat no more than their rows get the
+//     same answers and counts as before.
 //     A round with a single bidder (one real row, or a pool with one member unassigned) displaces
 //     at most one row or pool, which is then the only bidder of the next round: from there to the
 //     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
