@@ -28,7 +28,7 @@
 //     by one, equal rows outbid each other for the same columns eps at a time. (For the dummies:
 //     L + eps, L the price of the (u+1)-th cheapest column, on the u cheapest.) At the end each
 //     pool's members, lowest row first, take its columns, lowest first (any is optimal for them).
-//     Rounds (chain steps included) on uniform random costs, dummies one by one vs as this pool:
+//     Rounds (single bids included) on uniform random costs, dummies one by one vs as this pool:
 //     7 x 100 14,745 vs 10; 100 x 7 18,458 vs 10; 150 x 196 45,322 vs 261. Equal rows one by one
 //     vs as pools, the mean of 16 problems: 196 x 196 with half the rows equal 63,028 vs 387;
 //     groups of 4 equal rows 2,968 vs 300; a flat region of 40 equal tokens in a video-like frame
@@ -43,7 +43,7 @@
 //     for its rows, and the answer turned back at the end: its equal and flat columns are then
 //     pooled rows. Lines repeat n less their distinct classes (orient_class: all flat lines are
 //     one, the others their hash) times: hashes alone, as a collision only misguides the choice,
-//     never the answer. Twin counts (rounds and chain steps, the mean of 64 problems, as given vs
+//     never the answer. Twin counts (rounds and single bids, the mean of 64 problems, as given vs
 //     transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40 equal 25,477
 //     vs 542; 10 flat columns of values 0.3 to 0.7 6,145 vs 440; a video-like frame with a flat
 //     region of 40 equal tokens after one without (a scene cut) 3,517 vs 1. Equal columns still
@@ -55,8 +55,30 @@
 //     at most one row or pool, which is then the only bidder of the next round: from there to the
 //     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
 //     plain loop (on the GPU one warp, with no block barriers), which is the same sequence of
-//     rounds, so the answers are unchanged. On uniform random 196 x 196 costs most rounds are such
-//     single bids (on average 315 of 523).
+//     rounds, so the answers are unchanged. Problems without pools end their phases by path
+//     searches instead (below).
+//     Last bidders: in a problem without pools (square, no flat or equal rows), once a round has
+//     at most kPathBidders bidders, each is placed in turn, lowest row first, by a shortest
+//     augmenting path (Dijkstra over the columns, as in Jonker-Volgenant), which ends the phase. A
+//     chain can revisit rows without bound, each bid raising a price by a gap plus eps; a search
+//     settles each column at most once, one pass over a row a column. Lengths: a row reached at
+//     its column c, of value vc, moves to column k at the length of its value drop, vc - v(k),
+//     clipped at 0 (eps-CS lets v(k) exceed vc by up to eps); the bidder starts from its best
+//     value. The search stops at the first free column it settles, at distance D; each settled
+//     column k rises by D - d(k) and the rows move along the path. Every row then still holds a
+//     column within eps of its best (eps-CS): for settled k and c, d(k) <= d(c) + vc - v(k) + eps,
+//     and unsettled columns lie at D or beyond. A free column keeps its price, so the phase's
+//     price bound holds as for bids, and prices only rise (the candidate lists rely on that).
+//     Twin counts weighted by the model below (a search pass costed as a chain step: both are one
+//     warp's pass over a row and a warp reduction; not yet measured on a GPU), chains vs searches,
+//     the mean of 224 problems and the makespan of the 224 on 132 SMs: uniform random 196^2 966 vs
+//     623 us and 2,634 vs 1,595 us; 49^2 213 vs 148, 572 vs 389; 256^2 1,289 vs 851, 3,507 vs
+//     2,126; integer costs of range 100 1,281 vs 690; 30% of pairs forbidden 930 vs 584; random
+//     cosine similarities 705 vs 441; Euclidean distances 4,920 vs 2,283; 16 of 784^2, the slowest
+//     7,131 vs 4,166 (global path: its costs per pass differ). kPathBidders 1 saved about half as
+//     much (196^2: 730 and 1,409 us, mean and slowest of 448), 3 and 4 within 3% of 2. Problems
+//     with pools keep the chain: a search that reaches a pool settles each of its columns in a
+//     pass of its own (a 7 x 100 problem's 93 dummies: up to 120 passes where chains took < 50).
 //     Early end: in the first round of a phase everyone bids, every pool for all its members. If no
 //     two bids meet on a column, every column is taken, each row on its own gets a column of its
 //     highest value B'[i][j] - p[j] at the round's prices and each pool the u best for it. No
@@ -459,7 +481,8 @@ C10_HOST_DEVICE inline const int32_t* pool_levels(const int32_t* lv, int32_t k, 
   return k == 0 ? nullptr : lv + static_cast<int64_t>(row) * n;
 }
 
-// Pool value of column j: the pool's benefit (0 for pool 0, row == nullptr) less the price.
+// Value of column j to a bidder of levels row (a real row, or a pool's: nullptr for pool 0, whose
+// benefits are 0): its benefit less the price.
 C10_HOST_DEVICE inline int64_t pool_value(const int32_t* row, const int64_t* price, int64_t j, const Scale& sc) {
   return (row ? scaled(row[j], sc) : 0) - price[j];
 }
@@ -487,6 +510,36 @@ C10_HOST_DEVICE inline int64_t pool_bid(const int32_t* row, int64_t j, int64_t l
 C10_HOST_DEVICE inline int64_t chain_level(const Top2& t) {
   return t.v2 == INT64_MIN ? t.v1 : t.v2;
 }
+
+// Last bidders (see "Last bidders" above): whether the nb rows that bid in a round (at least one)
+// are placed by path searches instead; only in problems without pools.
+constexpr int64_t kPathBidders = 2;
+
+C10_HOST_DEVICE inline bool path_bidders(bool pooled, int64_t nb) {
+  return !pooled && nb <= kPathBidders;
+}
+
+// A path search's distance to column k through a row reached at distance dc on its column of
+// value vc, whose value of k is v: its value drop, clipped at 0.
+C10_HOST_DEVICE inline int64_t path_relax(int64_t dc, int64_t vc, int64_t v) {
+  return dc + (vc > v ? vc - v : 0);
+}
+
+// The order in which a search settles columns: the lower distance, then the lower column, as one
+// word (a column needs 16 bits). Distances are clipped at 2^48 - 1, which none that settles
+// reaches: the search stops at a free column f no further than the bidder's first step to it,
+// its best value (at most 2^40) less its value of f (a price below kPriceLimit less a benefit
+// of at least -2^40), so below 2^41 + kPriceLimit.
+C10_HOST_DEVICE inline unsigned long long path_key(int64_t d, int64_t j) {
+  constexpr int64_t kFar = (int64_t{1} << 48) - 1;
+  return static_cast<unsigned long long>(d < kFar ? d : kFar) << kRowBits | static_cast<unsigned long long>(j);
+}
+
+// The distance of the column a key settles: exact (below the clip).
+C10_HOST_DEVICE inline int64_t path_distance(unsigned long long key) { return static_cast<int64_t>(key >> kRowBits); }
+
+// A settled column's distance is stored as ~d (negative; distances are >= 0), so one word says both.
+C10_HOST_DEVICE inline bool path_settled(int64_t stored) { return stored < 0; }
 
 // What a real row brings to the pools (see "Pools"), over the columns j = first, first + stride, ...
 // (a lane's share on the GPU, whose lanes then and flat and sum hash; the whole row on the CPU):

@@ -29,13 +29,65 @@ struct AuctionState {
   std::vector<int32_t> pool_row, pool_size, held;  // per pool (auction.h, "Pools")
   std::vector<int64_t> row_best;         // each real row's highest scaled benefit, for the start prices
   std::vector<uint8_t> taken;            // lsa_first_choices' scratch
+  std::vector<int64_t> dist;             // a path search's distance of each column (~d once settled)
+  std::vector<int32_t> pred;             // the column a path reaches each column from (-1: the bidder)
 };
 
 // What a solve cost, in the kernel's units of work (auction.h): rounds in which several rows bid
-// (each a block-wide step with barriers on the GPU), and steps of single-bid chains (one warp).
+// (each a block-wide step with barriers on the GPU), and steps of single-bid chains and passes of
+// the last bidders' path searches (one warp each).
 struct RoundCounts {
-  int64_t jacobi = 0, chain = 0;
+  int64_t jacobi = 0, steps = 0;
 };
+
+// Places row i of a problem without pools (so square: no dummies) by a shortest augmenting path
+// (auction.h, "Last bidders"), as the kernel's place_by_path does in one warp: the same passes,
+// each a row's relaxation of the unsettled columns and the choice of the next to settle.
+LsaStatus place_by_path(AuctionState& s, int64_t n, const au::Scale& sc, int32_t i, int64_t& rounds,
+                        RoundCounts& counts) {
+  const auto levels = [&](int32_t row) { return s.lv.data() + static_cast<int64_t>(row) * n; };
+  s.dist.assign(n, 0);
+  s.pred.resize(n);
+  const int32_t* row = levels(i);
+  int64_t vc = INT64_MIN;  // the bidder starts at its best value: a pass of its own
+  ++counts.steps;
+  for (int64_t j = 0; j < n; ++j) vc = std::max(vc, au::pool_value(row, s.price.data(), j, sc));
+  int64_t dc = 0;
+  int32_t c = -1;  // the column just settled (-1: the bidder itself)
+  for (;;) {
+    if (++rounds > au::kMaxRounds) return kNoConvergence;
+    ++counts.steps;
+    unsigned long long next = ~0ull;
+    for (int64_t j = 0; j < n; ++j) {
+      if (au::path_settled(s.dist[j])) continue;
+      const int64_t d = au::path_relax(dc, vc, au::pool_value(row, s.price.data(), j, sc));
+      if (c < 0 || d < s.dist[j]) {
+        s.dist[j] = d;
+        s.pred[j] = c;
+      }
+      next = std::min(next, au::path_key(s.dist[j], j));
+    }
+    c = static_cast<int32_t>(next & au::kRowMask);
+    dc = au::path_distance(next);
+    s.dist[c] = ~dc;
+    if (s.owner[c] < 0) break;  // a free column: the path ends here
+    row = levels(s.owner[c]);
+    vc = au::pool_value(row, s.price.data(), c, sc);
+  }
+  for (int64_t j = 0; j < n; ++j) {
+    if (!au::path_settled(s.dist[j])) continue;
+    s.price[j] += dc - ~s.dist[j];
+    if (s.price[j] >= au::kPriceLimit) return kOverflow;
+  }
+  for (int32_t k = c;;) {  // the holders move along the path, back from the free column c
+    const int32_t from = s.pred[k];
+    const int32_t mover = from < 0 ? i : s.owner[from];
+    s.owner[k] = mover;
+    s.col_of[mover] = k;
+    if (from < 0) return kOk;
+    k = from;
+  }
+}
 
 LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, RoundCounts& counts) {
   const int64_t r = p.rows, n = p.cols;  // r real rows; n - r dummies
@@ -117,7 +169,8 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   const auto pool_levels = [&](int32_t k) { return au::pool_levels(s.lv.data(), k, s.pool_row[k], n); };
   // Start prices (auction.h): set once, after the first round, where there is no pool
   // (start_pending); the phase then starts again from them.
-  bool start_pending = npools == 1 && s.pool_size[0] == 0 && n >= 2;
+  const bool pooled = npools > 1 || s.pool_size[0] > 0;
+  bool start_pending = !pooled && n >= 2;
   for (int64_t eps = sc.eps0; !solved;) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.held.begin(), s.held.end(), 0);
@@ -132,12 +185,20 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
         if (s.held[k] < s.pool_size[k]) s.active.push_back(k);
       }
       if (s.bidders.empty() && s.active.empty()) break;
+      if (au::path_bidders(pooled, static_cast<int64_t>(s.bidders.size()))) {
+        // The last bidders (auction.h), lowest row first, each by a shortest augmenting path.
+        for (const int32_t i : s.bidders) {
+          const LsaStatus st = place_by_path(s, n, sc, i, rounds, counts);
+          if (st != kOk) return st;
+        }
+        break;
+      }
       if (s.bidders.size() + s.active.size() == 1 &&
           (s.active.empty() || s.pool_size[s.active[0]] - s.held[s.active[0]] == 1)) {
         // The chain of single bids that ends the phase (auction.h).
         for (int32_t i = s.active.empty() ? s.bidders[0] : static_cast<int32_t>(r + s.active[0]); i >= 0;) {
           if (++rounds > au::kMaxRounds) return kNoConvergence;
-          ++counts.chain;
+          ++counts.steps;
           const int32_t k = i >= r ? static_cast<int32_t>(i - r) : -1;  // the bidder's pool, if it is one
           const int32_t* levels = k >= 0 ? pool_levels(k) : row(i);
           const int64_t origin = k >= 0 ? au::pool_origin(k, s.pool_row[k], r) : i;
@@ -251,8 +312,8 @@ at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
   });
 }
 
-// The twin's round counts per problem: (..., 2) int64, [Jacobi rounds, chain steps]. Raises on bad
-// problems as lsa_auction does with check=True.
+// The twin's round counts per problem: (..., 2) int64, [Jacobi rounds, chain steps and path-search
+// passes]. Raises on bad problems as lsa_auction does with check=True.
 at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
   lsa_check_input(cost, "lsa_auction_rounds");
   check_auction_size(cost, "lsa_auction_rounds");
@@ -267,7 +328,7 @@ at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
     RoundCounts counts;
     const LsaStatus st = auction_solve(p, x, s, counts);
     r[2 * b] = counts.jacobi;
-    r[2 * b + 1] = counts.chain;
+    r[2 * b + 1] = counts.steps;
     return st;
   });
   return rounds.view(sizes);

@@ -414,6 +414,80 @@ __device__ __forceinline__ void pool_chain_bids(const int32_t* row, int64_t* pri
   }
 }
 
+// Places row i of a problem without pools (so square: no dummies) by a shortest augmenting path
+// (auction.h, "Last bidders"), in one warp, as the twin's place_by_path does. A lane keeps the
+// distance (in dist: the best words, 0 on entry and on return) and the path's previous column
+// (pred) of the columns j = lane, lane + 32, ..., which no other lane touches until the search
+// ends; each pass relaxes them from the row just reached and the warp settles the lowest path_key.
+// Returns kOk, or kOverflow / kNoConvergence; *rounds counts the passes.
+__device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, int32_t* owner, int32_t* col_of,
+                                             int64_t* dist, int32_t* pred, int64_t n, const au::Scale& sc, int32_t i,
+                                             int64_t* rounds) {
+  const int lane = threadIdx.x % 32;
+  const int32_t* row = lv + static_cast<int64_t>(i) * n;
+  int64_t vc = INT64_MIN;  // the bidder starts at its best value
+  for (int64_t j = lane; j < n; j += 32) {
+    const int64_t v = au::pool_value(row, price, j, sc);
+    vc = v > vc ? v : vc;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    const int64_t o = __shfl_down_sync(0xffffffffu, vc, off);
+    vc = o > vc ? o : vc;
+  }
+  vc = __shfl_sync(0xffffffffu, vc, 0);
+  int64_t dc = 0;
+  int32_t c = -1;  // the column just settled (-1: the bidder itself)
+  for (;;) {
+    if (++*rounds > au::kMaxRounds) return kNoConvergence;  // (the same count in every lane)
+    unsigned long long next = ~0ull;
+    for (int32_t j = lane; j < n; j += 32) {
+      const int64_t d = dist[j];
+      if (au::path_settled(d)) continue;
+      const int64_t to = au::path_relax(dc, vc, au::pool_value(row, price, j, sc));
+      const bool closer = c < 0 || to < d;
+      if (closer) {
+        dist[j] = to;
+        pred[j] = c;
+      }
+      const unsigned long long key = au::path_key(closer ? to : d, j);
+      next = key < next ? key : next;
+    }
+    for (int off = 16; off > 0; off >>= 1) {
+      const unsigned long long o = __shfl_down_sync(0xffffffffu, next, off);
+      next = o < next ? o : next;
+    }
+    next = __shfl_sync(0xffffffffu, next, 0);
+    c = static_cast<int32_t>(next & au::kRowMask);
+    dc = au::path_distance(next);
+    if (lane == c % 32) dist[c] = ~dc;
+    if (owner[c] < 0) break;  // a free column: the path ends here
+    row = lv + static_cast<int64_t>(owner[c]) * n;
+    vc = au::pool_value(row, price, c, sc);
+  }
+  int status = kOk;
+  for (int64_t j = lane; j < n; j += 32) {
+    if (au::path_settled(dist[j])) {
+      price[j] += dc - ~dist[j];
+      if (price[j] >= au::kPriceLimit) status = kOverflow;
+    }
+    dist[j] = 0;
+  }
+  status = __ballot_sync(0xffffffffu, status != kOk) != 0u ? kOverflow : kOk;
+  __syncwarp();  // every lane's pred entries are written before lane 0 follows them
+  if (lane == 0) {
+    for (int32_t k = c;;) {  // the holders move along the path, back from the free column c
+      const int32_t from = pred[k];
+      const int32_t mover = from < 0 ? i : owner[from];
+      owner[k] = mover;
+      col_of[mover] = k;
+      if (from < 0) break;
+      k = from;
+    }
+  }
+  __syncwarp();  // the moves are visible to the next search
+  return status;
+}
+
 // The members of each pool, lowest row first, take its columns, lowest first, as in the twin (any
 // is optimal for them), by the whole block, a thread a member: its place among the members, then
 // the column in that place among the pool's (into scratch first: other threads still read col_of).
@@ -505,7 +579,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int nflat, npools, equal_rows;  // flat rows; pools; find_pools' scratch
   __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
   __shared__ int start_pending;              // start prices (auction.h) are due after this round
-  __shared__ int64_t chain_end;              // the round count after a chain, for every thread
+  __shared__ int64_t chain_end;              // the round count after a chain or path searches, for every thread
   __shared__ int repeats[2], flipped;        // orient's scratch; whether it transposed the levels
 
   // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
@@ -684,9 +758,35 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     for (bool first = true; (nbidders > 0 || nactive > 0) && fail == kOk && !solved; first = false) {
       // first: the phase's first round, in which everyone bids
       const int nb = nbidders, na = nactive;
+      const bool path = au::path_bidders(pooled(), nb);
+      // The path searches' rows, lowest first (the list's order is arbitrary): at most two.
+      static_assert(au::kPathBidders == 2, "the kernel places at most two rows by paths");
+      const int32_t path_first = path ? (nb > 1 && bidders[1] < bidders[0] ? bidders[1] : bidders[0]) : -1;
+      const int32_t path_second = path && nb > 1 ? (bidders[1] < bidders[0] ? bidders[0] : bidders[1]) : -1;
       const int32_t chain_pool = na == 1 ? active[0] : -1;
       const bool chain = nb + na == 1 && (na == 0 || pool[chain_pool].size - pool[chain_pool].held == 1);
       __syncthreads();  // every thread has read the counters and fail before this round changes them
+      if (path) {
+        // The last bidders (auction.h), each by a shortest augmenting path, in warp 0, with no
+        // block barrier per pass. The bidders list is its path scratch from here on.
+        if (warp == 0) {
+          int64_t path_rounds = rounds;
+          int st = kOk;
+          for (int q = 0; q < 2 && st == kOk; ++q) {
+            const int32_t i = q == 0 ? path_first : path_second;
+            if (i < 0) continue;
+            st = place_by_path(lv, price, owner, col_of, reinterpret_cast<int64_t*>(best), bidders, n, sc, i,
+                               &path_rounds);
+          }
+          if (lane == 0) {
+            chain_end = path_rounds;
+            if (st != kOk) fail = st;
+          }
+        }
+        __syncthreads();
+        rounds = chain_end;  // every thread counts alike again
+        break;               // the searches ended the phase (or failed)
+      }
       if (chain) {
         // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
         // follows the displaced row (or pool), with no block barrier per round. Every lane
