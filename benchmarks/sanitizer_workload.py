@@ -18,7 +18,8 @@ def mixed_first_choices(g):
 
 def equal_rows(g):
     """Rows in groups of equal ones (auction.h, "Pools"), some flat, with dummies (N < M): every
-    pool's bookkeeping runs, its Jacobi bids and its chain bids."""
+    pool's bookkeeping runs, its Jacobi bids and its chain bids (problems with pools end a phase
+    by chains, those without by path searches)."""
     cost = torch.randint(0, 5, (3, 5, 40), generator=g).float().repeat_interleave(6, 1)
     cost[:, ::7] = 2.0
     return cost
@@ -36,14 +37,14 @@ def main():
     assert torch.cuda.is_available(), "needs a GPU"
     g = torch.Generator().manual_seed(0)
     cases = [
-        (torch.rand(4, 49, 49, generator=g), False),           # shared-memory levels
+        (torch.rand(4, 49, 49, generator=g), False),           # shared-memory levels; rounds, then path searches
         (video_similarity(4, 196, generator=g), True),        # the ATA case: ends at its first choices
         (mixed_first_choices(g), True),                       # first choices for some problems, rounds for one
         (video_similarity(4, 196, generator=g, padding=14), True),  # first choices with flat rows (zero tokens)
         (torch.rand(3, 7, 12, generator=g).half(), False),    # N < M, fp16
         (torch.rand(3, 12, 7, generator=g).double(), True),   # N > M
         (video_similarity(1, 250, generator=g), True),        # global-memory levels (n > ~237)
-        (torch.rand(1, 240, 240, generator=g), False),        # global levels, long chains of rounds
+        (torch.rand(1, 240, 240, generator=g), False),        # global levels, many rounds, then path searches
         (equal_rows(g), False),                               # pools of equal rows, next to dummies
         (equal_columns(g), True),                             # equal columns: solved transposed
     ]
