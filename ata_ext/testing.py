@@ -325,12 +325,13 @@ def assert_optimal_limited(cost, cols, limit, maximize=False, algorithm="jv"):
 
 def auction_rounds(cost, maximize=False):
     """What the auction's solve of each problem costs, counted by its CPU twin, which runs the
-    CUDA kernel's rounds exactly: int64 (..., 2), [rounds in which several rows bid, steps of
-    single-bid chains and passes of the last bidders' path searches] (csrc/common/auction.h,
-    "Last bidders"). On an H100 a round cost about 2.9 us and a chain step 1.15 us in shared
-    memory (README, "GPU"); a search pass, one warp's pass over a row like a chain step, is not
-    yet measured. So 2.9 * rounds + 1.15 * steps estimates a problem's kernel time in
-    microseconds without a GPU. cost is moved to the CPU."""
+    CUDA kernel's rounds exactly: int64 (..., 2), [rounds in which several rows bid, passes of the
+    last bidders' path searches] (csrc/common/auction.h, "Last bidders"). On an H100 a round cost
+    about 2.9 us, and a step of the single-bid chains that the searches replaced 1.15 us, in
+    shared memory (README, "GPU"); a search pass, one warp's pass over a row like a chain step, is
+    not yet measured. So 2.9 * rounds + 1.15 * steps estimates a problem's kernel time in
+    microseconds without a GPU. Also checks eps-complementary slackness at every phase's end and
+    raises RuntimeError where it fails (a bug). cost is moved to the CPU."""
     from ._ops import ops
 
     return ops.lsa_auction_rounds(cost.cpu(), bool(maximize))

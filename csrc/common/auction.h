@@ -47,38 +47,43 @@
 //     transposed): uniform 196 x 196 whose first 10 columns are equal 5,831 vs 583, 40 equal 25,477
 //     vs 542; 10 flat columns of values 0.3 to 0.7 6,145 vs 440; a video-like frame with a flat
 //     region of 40 equal tokens after one without (a scene cut) 3,517 vs 1. Equal columns still
-//     fight where rows repeat as much (the first 10 rows and columns of uniform 196 x 196 equal:
+//     fought where rows repeat as much (the first 10 rows and columns of uniform 196 x 196 equal:
 //     5,885) and where rows are fewer than columns (no transposing those: 150 x 196 whose first 10
-//     columns are equal, 732). Square problems whose columns repeat no more than their rows get the
-//     same answers and counts as before.
-//     A round with a single bidder (one real row, or a pool with one member unassigned) displaces
-//     at most one row or pool, which is then the only bidder of the next round: from there to the
-//     end of the phase the rounds form a chain of single bids. Both solvers run that chain as a
-//     plain loop (on the GPU one warp, with no block barriers), which is the same sequence of
-//     rounds, so the answers are unchanged. Problems without pools end their phases by path
-//     searches instead (below).
-//     Last bidders: in a problem without pools (square, no flat or equal rows), once a round has
-//     at most kPathBidders bidders, each is placed in turn, lowest row first, by a shortest
-//     augmenting path (Dijkstra over the columns, as in Jonker-Volgenant), which ends the phase. A
-//     chain can revisit rows without bound, each bid raising a price by a gap plus eps; a search
-//     settles each column at most once, one pass over a row a column. Lengths: a row reached at
-//     its column c, of value vc, moves to column k at the length of its value drop, vc - v(k),
-//     clipped at 0 (eps-CS lets v(k) exceed vc by up to eps); the bidder starts from its best
-//     value. The search stops at the first free column it settles, at distance D; each settled
-//     column k rises by D - d(k) and the rows move along the path. Every row then still holds a
-//     column within eps of its best (eps-CS): for settled k and c, d(k) <= d(c) + vc - v(k) + eps,
-//     and unsettled columns lie at D or beyond. A free column keeps its price, so the phase's
-//     price bound holds as for bids, and prices only rise (the candidate lists rely on that).
+//     columns are equal, 732), until the last bidders' searches (below) ended that. Square
+//     problems whose columns repeat no more than their rows get the same answers and counts as
+//     before.
+//     Last bidders: once a round's bidders are at most kPathBidders real rows and no pool, or a
+//     single pool with one member unassigned, each is placed in turn (the pool, or the rows lowest
+//     first) by a shortest augmenting path (Dijkstra over the columns, as in Jonker-Volgenant),
+//     which ends the phase. Bidding on alone, a last bidder displaces one row (or pool member),
+//     which displaces another: a chain of single bids that can revisit the same rows without
+//     bound, each bid raising a price by a gap plus eps. A search settles each column at most
+//     once, one pass over a row a column (a pass of its own for the bidder's best value).
+//     Lengths: a row or pool member reached at its column c, of value vc, moves to column k at
+//     the length of its value drop, vc - v(k), clipped at 0 (eps-CS lets v(k) exceed vc by up to
+//     eps); the bidder starts from its best value. The search stops at the first free column it
+//     settles, at distance D; each settled column k rises by D - d(k) and the holders move along
+//     the path. Every row and pool then still holds columns within eps of its best (eps-CS): for
+//     settled k and c, d(k) <= d(c) + vc - v(k) + eps, and unsettled columns lie at D or beyond.
+//     A free column keeps its price, so the phase's price bound holds as for bids, and prices only
+//     rise (the candidate lists rely on that). A pool's columns reached from the pool itself are
+//     passed over, not settled one pass each (path_passes_over): the same distances, paths and
+//     prices, where a 7 x 100 problem's 93 dummies cost up to 120 passes. The twin checks eps-CS
+//     at every phase's end when counting rounds (lsa_auction_rounds), as the tests' oracle.
 //     Twin counts weighted by the model below (a search pass costed as a chain step: both are one
 //     warp's pass over a row and a warp reduction; not yet measured on a GPU), chains vs searches,
 //     the mean of 224 problems and the makespan of the 224 on 132 SMs: uniform random 196^2 966 vs
 //     623 us and 2,634 vs 1,595 us; 49^2 213 vs 148, 572 vs 389; 256^2 1,289 vs 851, 3,507 vs
 //     2,126; integer costs of range 100 1,281 vs 690; 30% of pairs forbidden 930 vs 584; random
 //     cosine similarities 705 vs 441; Euclidean distances 4,920 vs 2,283; 16 of 784^2, the slowest
-//     7,131 vs 4,166 (global path: its costs per pass differ). kPathBidders 1 saved about half as
-//     much (196^2: 730 and 1,409 us, mean and slowest of 448), 3 and 4 within 3% of 2. Problems
-//     with pools keep the chain: a search that reaches a pool settles each of its columns in a
-//     pass of its own (a 7 x 100 problem's 93 dummies: up to 120 passes where chains took < 50).
+//     7,131 vs 4,166 (global path: its costs per pass differ). Three batches of 64, the mean and
+//     the slowest: DETR-like 300 x 50 (predictions within 0.1) 1.37-1.62 vs 0.38-0.43 ms and
+//     4.7-6.0 vs 0.75-0.81 ms, 100 x 30 0.55-0.69 vs 0.19-0.22 and 1.5-2.4 vs 0.52-0.54; 196^2
+//     with 10 equal rows and 10 equal columns 7.8-8.4 vs 1.1 ms and 23-27 vs 1.9-2.0; 150 x 196
+//     with 10 equal columns 1.1-1.2 vs 0.5; 180 x 196 0.77-0.86 vs 0.52-0.55; 7 x 100 and 100 x 7
+//     alike (5-7 us, the slowest 52-60). kPathBidders 1 saved about half as much on square costs
+//     (196^2: 730 and 1,409 us, mean and slowest of 448), 3 and 4 within 3% of 2 there and
+//     longer on rectangular ones (measured before pools joined the searches).
 //     Early end: in the first round of a phase everyone bids, every pool for all its members. If no
 //     two bids meet on a column, every column is taken, each row on its own gets a column of its
 //     highest value B'[i][j] - p[j] at the round's prices and each pool the u best for it. No
@@ -376,20 +381,13 @@ C10_HOST_DEVICE inline int32_t top2_column(const Top2& t, int64_t origin, int64_
   return static_cast<int32_t>(t.j1 + origin < n ? t.j1 + origin : t.j1 + origin - n);
 }
 
-// Top2 of one bidder's values scaled(row[j]) - price[j] over the columns j = first, first + stride,
-// ... (a lane's share on the GPU, the whole row on the CPU), j1 as a tie key from origin (the row;
-// pool_origin for a pool). A single row passes pool = -1. A pool passes its id and looks only at
-// the columns it does not hold (owner[j] != pool); row == nullptr is pool 0, whose benefits are 0.
+// Top2 of a real row's values scaled(row[j]) - price[j] over the columns j = first, first + stride,
+// ... (a lane's share on the GPU, the whole row on the CPU), j1 as a tie key from origin (the row).
 template <int kBatch = 1>
 C10_HOST_DEVICE inline Top2 row_top2(const int32_t* row, const int64_t* price, int64_t n, const Scale& sc,
-                                     int64_t first, int64_t stride, const int32_t* owner, int32_t pool,
-                                     int64_t origin) {
+                                     int64_t first, int64_t stride, int64_t origin) {
   Top2 t = top2_init();
-  if (pool >= 0) {
-    for (int64_t j = first; j < n; j += stride) {
-      if (owner[j] != pool) top2_add(t, (row ? scaled(row[j], sc) : 0) - price[j], tie_key(j, origin, n));
-    }
-  } else if constexpr (kBatch == 1) {
+  if constexpr (kBatch == 1) {
     // The plain loop, kept as it was for the twin and the shared-memory kernels: with the batched
     // form below (even at kBatch = 1), ptxas spilled registers in several of those kernels.
     for (int64_t j = first; j < n; j += stride) top2_add(t, scaled(row[j], sc) - price[j], tie_key(j, origin, n));
@@ -504,19 +502,25 @@ C10_HOST_DEVICE inline int64_t pool_bid(const int32_t* row, int64_t j, int64_t l
   return (row ? scaled(row[j], sc) : 0) - level + eps;
 }
 
-// The level of a pool with one member unassigned (a chain's bidder), from the Top2 of the columns
-// it does not hold: their second best, or the best where there is one such column (as bid, which
-// then raises the price by eps).
-C10_HOST_DEVICE inline int64_t chain_level(const Top2& t) {
-  return t.v2 == INT64_MIN ? t.v1 : t.v2;
-}
-
-// Last bidders (see "Last bidders" above): whether the nb rows that bid in a round (at least one)
-// are placed by path searches instead; only in problems without pools.
+// Last bidders (see "Last bidders" above): whether a round's bidders, nb real rows bidding alone
+// and na pools with members unassigned (pool_left of them where na == 1), are placed by path
+// searches instead of another round. The caller has at least one bidder.
 constexpr int64_t kPathBidders = 2;
 
-C10_HOST_DEVICE inline bool path_bidders(bool pooled, int64_t nb) {
-  return !pooled && nb <= kPathBidders;
+C10_HOST_DEVICE inline bool path_bidders(int64_t nb, int64_t na, int64_t pool_left) {
+  return na == 0 ? nb <= kPathBidders : na == 1 && nb == 0 && pool_left == 1;
+}
+
+// Whether a search passes over column j, held by holder (a pool when >= r), and last reached from
+// a column held by reached_from (the bidder, for its first pass): a pool reached from itself.
+// Moving one member to another's column gains nothing, and relaxing from j could shorten no
+// distance (its holder's values were relaxed from where it was reached, at a distance that makes
+// every value j could offer no closer), so j is neither processed nor a candidate to settle; it
+// counts as settled at the end if its key comes before the free column's. The distances, paths
+// and price rises are those of settling it (one pass each: a pool of the dummies can hold
+// hundreds of columns).
+C10_HOST_DEVICE inline bool path_passes_over(int32_t holder, int32_t reached_from, int64_t r) {
+  return holder >= r && reached_from == holder;
 }
 
 // A path search's distance to column k through a row reached at distance dc on its column of

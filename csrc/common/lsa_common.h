@@ -49,7 +49,7 @@ inline void lsa_raise(const int32_t* status, int64_t batch, const char* op, cons
     TORCH_CHECK_VALUE(status[b] != kInfeasible, op, ": cost matrix is infeasible (", before, b, after,
                       " has no complete assignment avoiding forbidden pairs)");
     TORCH_CHECK(status[b] == kOk, op, ": internal error ", status[b], " in ", before, b, after,
-                " (auction price overflow or round limit); please report it with the input");
+                " (auction price overflow, round limit or broken invariant); please report it with the input");
   }
 }
 

@@ -12,6 +12,7 @@ enum LsaStatus : int32_t {
   kInfeasible = 2,     // forbidden pairs leave no complete assignment
   kOverflow = 3,       // auction prices left their 47-bit range (a bug: the scaling prevents it)
   kNoConvergence = 4,  // auction round limit reached (a bug: it terminates on every input)
+  kBrokenInvariant = 5,  // eps-CS failed at a phase's end (a bug; only the twin's lsa_auction_rounds checks)
 };
 
 }  // namespace ata_ext

@@ -34,21 +34,29 @@ struct AuctionState {
 };
 
 // What a solve cost, in the kernel's units of work (auction.h): rounds in which several rows bid
-// (each a block-wide step with barriers on the GPU), and steps of single-bid chains and passes of
-// the last bidders' path searches (one warp each).
+// (each a block-wide step with barriers on the GPU), and passes of the last bidders' path searches
+// (one warp each).
 struct RoundCounts {
   int64_t jacobi = 0, steps = 0;
 };
 
-// Places row i of a problem without pools (so square: no dummies) by a shortest augmenting path
-// (auction.h, "Last bidders"), as the kernel's place_by_path does in one warp: the same passes,
-// each a row's relaxation of the unsettled columns and the choice of the next to settle.
-LsaStatus place_by_path(AuctionState& s, int64_t n, const au::Scale& sc, int32_t i, int64_t& rounds,
+// Places bidder id (a real row, or r + k for pool k with one member unassigned) by a shortest
+// augmenting path (auction.h, "Last bidders"), as the kernel's place_by_path does in one warp:
+// the same passes, each a holder's relaxation of the columns not yet settled and the choice of
+// the next to settle.
+LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& sc, int32_t id, int64_t& rounds,
                         RoundCounts& counts) {
-  const auto levels = [&](int32_t row) { return s.lv.data() + static_cast<int64_t>(row) * n; };
+  const auto levels = [&](int32_t holder) {  // nullptr for pool 0 (benefits 0)
+    return holder >= r ? au::pool_levels(s.lv.data(), static_cast<int32_t>(holder - r), s.pool_row[holder - r], n)
+                       : s.lv.data() + static_cast<int64_t>(holder) * n;
+  };
+  // Whether column j, not yet settled, is passed over (au::path_passes_over).
+  const auto passed = [&](int64_t j) {
+    return au::path_passes_over(s.owner[j], s.pred[j] < 0 ? id : s.owner[s.pred[j]], r);
+  };
   s.dist.assign(n, 0);
   s.pred.resize(n);
-  const int32_t* row = levels(i);
+  const int32_t* row = levels(id);
   int64_t vc = INT64_MIN;  // the bidder starts at its best value: a pass of its own
   ++counts.steps;
   for (int64_t j = 0; j < n; ++j) vc = std::max(vc, au::pool_value(row, s.price.data(), j, sc));
@@ -65,7 +73,7 @@ LsaStatus place_by_path(AuctionState& s, int64_t n, const au::Scale& sc, int32_t
         s.dist[j] = d;
         s.pred[j] = c;
       }
-      next = std::min(next, au::path_key(s.dist[j], j));
+      if (!passed(j)) next = std::min(next, au::path_key(s.dist[j], j));
     }
     c = static_cast<int32_t>(next & au::kRowMask);
     dc = au::path_distance(next);
@@ -74,22 +82,49 @@ LsaStatus place_by_path(AuctionState& s, int64_t n, const au::Scale& sc, int32_t
     row = levels(s.owner[c]);
     vc = au::pool_value(row, s.price.data(), c, sc);
   }
-  for (int64_t j = 0; j < n; ++j) {
-    if (!au::path_settled(s.dist[j])) continue;
-    s.price[j] += dc - ~s.dist[j];
+  for (int64_t j = 0; j < n; ++j) {  // the settled columns rise, those passed over before c too
+    const int64_t d = s.dist[j];
+    if (!au::path_settled(d) && !(passed(j) && au::path_key(d, j) < au::path_key(dc, c))) continue;
+    s.price[j] += dc - (au::path_settled(d) ? ~d : d);
     if (s.price[j] >= au::kPriceLimit) return kOverflow;
   }
   for (int32_t k = c;;) {  // the holders move along the path, back from the free column c
     const int32_t from = s.pred[k];
-    const int32_t mover = from < 0 ? i : s.owner[from];
+    const int32_t mover = from < 0 ? id : s.owner[from];
     s.owner[k] = mover;
-    s.col_of[mover] = k;
+    if (mover < r) s.col_of[mover] = k;
     if (from < 0) return kOk;
     k = from;
   }
 }
 
-LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, RoundCounts& counts) {
+// eps-complementary slackness (auction.h, points 2-4), what a phase must leave: every real row
+// bidding alone holds a column within eps of its best value, and every pool's held columns are
+// within eps of the pool's best. The rounds' and the searches' correctness rests on it; the twin
+// checks it at each phase's end when counting rounds (the tests' oracle), the solvers do not.
+bool eps_cs_holds(const AuctionState& s, int64_t r, int64_t n, const au::Scale& sc, int64_t eps, int32_t npools) {
+  const auto slack_ok = [&](const int32_t* row, const auto& held) {  // row == nullptr: pool 0
+    int64_t best = INT64_MIN, worst = INT64_MAX;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t v = au::pool_value(row, s.price.data(), j, sc);
+      best = std::max(best, v);
+      if (held(j)) worst = std::min(worst, v);
+    }
+    return worst == INT64_MAX || best - worst <= eps;
+  };
+  for (int64_t i = 0; i < r; ++i) {
+    if (s.col_of[i] < 0) continue;  // a pool's member
+    if (!slack_ok(s.lv.data() + i * n, [&](int64_t j) { return j == s.col_of[i]; })) return false;
+  }
+  for (int32_t k = 0; k < npools; ++k) {
+    const int32_t* row = au::pool_levels(s.lv.data(), k, s.pool_row[k], n);
+    if (!slack_ok(row, [&](int64_t j) { return s.owner[j] == r + k; })) return false;
+  }
+  return true;
+}
+
+LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, RoundCounts& counts,
+                        bool verify = false) {
   const int64_t r = p.rows, n = p.cols;  // r real rows; n - r dummies
   // First choices (auction.h): every real row's unique best column, all distinct, is the optimum.
   // Checked on every problem, as the kernel does (the batch driver checks only some layouts).
@@ -169,8 +204,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   const auto pool_levels = [&](int32_t k) { return au::pool_levels(s.lv.data(), k, s.pool_row[k], n); };
   // Start prices (auction.h): set once, after the first round, where there is no pool
   // (start_pending); the phase then starts again from them.
-  const bool pooled = npools > 1 || s.pool_size[0] > 0;
-  bool start_pending = !pooled && n >= 2;
+  bool start_pending = npools == 1 && s.pool_size[0] == 0 && n >= 2;
   for (int64_t eps = sc.eps0; !solved;) {
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.held.begin(), s.held.end(), 0);
@@ -185,36 +219,14 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
         if (s.held[k] < s.pool_size[k]) s.active.push_back(k);
       }
       if (s.bidders.empty() && s.active.empty()) break;
-      if (au::path_bidders(pooled, static_cast<int64_t>(s.bidders.size()))) {
-        // The last bidders (auction.h), lowest row first, each by a shortest augmenting path.
+      if (au::path_bidders(static_cast<int64_t>(s.bidders.size()), static_cast<int64_t>(s.active.size()),
+                           s.active.empty() ? 0 : s.pool_size[s.active[0]] - s.held[s.active[0]])) {
+        // The last bidders (auction.h), lowest row first, each by a shortest augmenting path:
+        // real rows, or one pool.
+        if (!s.active.empty()) s.bidders.push_back(static_cast<int32_t>(r + s.active[0]));
         for (const int32_t i : s.bidders) {
-          const LsaStatus st = place_by_path(s, n, sc, i, rounds, counts);
+          const LsaStatus st = place_by_path(s, r, n, sc, i, rounds, counts);
           if (st != kOk) return st;
-        }
-        break;
-      }
-      if (s.bidders.size() + s.active.size() == 1 &&
-          (s.active.empty() || s.pool_size[s.active[0]] - s.held[s.active[0]] == 1)) {
-        // The chain of single bids that ends the phase (auction.h).
-        for (int32_t i = s.active.empty() ? s.bidders[0] : static_cast<int32_t>(r + s.active[0]); i >= 0;) {
-          if (++rounds > au::kMaxRounds) return kNoConvergence;
-          ++counts.steps;
-          const int32_t k = i >= r ? static_cast<int32_t>(i - r) : -1;  // the bidder's pool, if it is one
-          const int32_t* levels = k >= 0 ? pool_levels(k) : row(i);
-          const int64_t origin = k >= 0 ? au::pool_origin(k, s.pool_row[k], r) : i;
-          const au::Top2 t = au::row_top2(levels, s.price.data(), n, sc, 0, 1, s.owner.data(), k >= 0 ? i : -1, origin);
-          const int32_t j1 = au::top2_column(t, origin, n);
-          const int64_t b = au::bid(t, s.price[j1], eps);
-          if (b >= au::kPriceLimit) return kOverflow;
-          if (k >= 0) {  // the pool's bid with u = 1: also on its columns above its level
-            const int64_t level = au::chain_level(t);
-            for (int64_t j = 0; j < n; ++j) {
-              if (s.owner[j] != i || au::pool_value(levels, s.price.data(), j, sc) <= level) continue;
-              s.price[j] = au::pool_bid(levels, j, level, eps, sc);
-              if (s.price[j] >= au::kPriceLimit) return kOverflow;
-            }
-          }
-          i = au::award(s.price.data(), s.owner.data(), s.col_of.data(), static_cast<int32_t>(r), j1, i, b);
         }
         break;
       }
@@ -222,7 +234,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
       ++counts.jacobi;
       bool contested = false;  // two bids met: no early end (auction.h)
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
-        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, s.owner.data(), -1, i);
+        const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, i);
         const int32_t j1 = au::top2_column(t, i, n);
         const int64_t b = au::bid(t, s.price[j1], eps);
         if (b >= au::kPriceLimit) return kOverflow;
@@ -276,6 +288,7 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
       start_pending = false;
       continue;  // the same phase again, from the start prices
     }
+    if (verify && !eps_cs_holds(s, r, n, sc, eps, npools)) return kBrokenInvariant;
     if (eps == 1) break;
     eps = au::next_eps(eps);
   }
@@ -312,8 +325,8 @@ at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
   });
 }
 
-// The twin's round counts per problem: (..., 2) int64, [Jacobi rounds, chain steps and path-search
-// passes]. Raises on bad problems as lsa_auction does with check=True.
+// The twin's round counts per problem: (..., 2) int64, [Jacobi rounds, path-search passes]. Raises
+// on bad problems as lsa_auction does with check=True, and where eps-CS fails at a phase's end.
 at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
   lsa_check_input(cost, "lsa_auction_rounds");
   check_auction_size(cost, "lsa_auction_rounds");
@@ -326,7 +339,7 @@ at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
   lsa_run_batch(cost, maximize, /*check=*/true, "lsa_auction_rounds", [r](const DenseProblem& p, int64_t* x, int64_t b) {
     thread_local AuctionState s;
     RoundCounts counts;
-    const LsaStatus st = auction_solve(p, x, s, counts);
+    const LsaStatus st = auction_solve(p, x, s, counts, /*verify=*/true);
     r[2 * b] = counts.jacobi;
     r[2 * b + 1] = counts.steps;
     return st;

@@ -402,29 +402,26 @@ __device__ __forceinline__ void pool_bids(const int32_t* lv, const int64_t* pric
   }
 }
 
-// A chain's pool bid with u = 1 (auction.h), by one warp, besides lane 0's on column j1: on the
-// columns pool id (levels row) holds valued above level.
-__device__ __forceinline__ void pool_chain_bids(const int32_t* row, int64_t* price, const int32_t* owner, int32_t id,
-                                                int64_t n, const au::Scale& sc, int64_t level, int64_t eps, int* fail) {
-  for (int64_t j = threadIdx.x % 32; j < n; j += 32) {  // (j1 is not among them: the pool does not hold it)
-    if (owner[j] != id || au::pool_value(row, price, j, sc) <= level) continue;
-    const int64_t bid = au::pool_bid(row, j, level, eps, sc);
-    if (bid >= au::kPriceLimit) atomicExch(fail, static_cast<int>(kOverflow));
-    price[j] = bid;
-  }
-}
-
-// Places row i of a problem without pools (so square: no dummies) by a shortest augmenting path
-// (auction.h, "Last bidders"), in one warp, as the twin's place_by_path does. A lane keeps the
-// distance (in dist: the best words, 0 on entry and on return) and the path's previous column
-// (pred) of the columns j = lane, lane + 32, ..., which no other lane touches until the search
-// ends; each pass relaxes them from the row just reached and the warp settles the lowest path_key.
-// Returns kOk, or kOverflow / kNoConvergence; *rounds counts the passes.
+// Places bidder id (a real row, or r + k for pool k with one member unassigned) by a shortest
+// augmenting path (auction.h, "Last bidders"), in one warp, as the twin's place_by_path does. A
+// lane keeps the distance (in dist: the best words, 0 on entry and on return) and the path's
+// previous column (pred) of the columns j = lane, lane + 32, ..., which no other lane touches
+// until the search ends; each pass relaxes them from the holder just reached and the warp settles
+// the lowest path_key. Returns kOk, or kOverflow / kNoConvergence; *rounds counts the passes.
 __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, int32_t* owner, int32_t* col_of,
-                                             int64_t* dist, int32_t* pred, int64_t n, const au::Scale& sc, int32_t i,
-                                             int64_t* rounds) {
+                                             int64_t* dist, int32_t* pred, const PoolState* pool, int64_t r,
+                                             int64_t n, const au::Scale& sc, int32_t id, int64_t* rounds) {
   const int lane = threadIdx.x % 32;
-  const int32_t* row = lv + static_cast<int64_t>(i) * n;
+  const auto levels = [&](int32_t holder) {  // nullptr for pool 0 (benefits 0)
+    return holder >= r ? au::pool_levels(lv, static_cast<int32_t>(holder - r), pool[holder - r].row, n)
+                       : lv + static_cast<int64_t>(holder) * n;
+  };
+  // Whether this lane's column j, not yet settled, is passed over (au::path_passes_over).
+  const auto passed = [&](int64_t j) {
+    const int32_t holder = owner[j];
+    return holder >= r && au::path_passes_over(holder, pred[j] < 0 ? id : owner[pred[j]], r);
+  };
+  const int32_t* row = levels(id);
   int64_t vc = INT64_MIN;  // the bidder starts at its best value
   for (int64_t j = lane; j < n; j += 32) {
     const int64_t v = au::pool_value(row, price, j, sc);
@@ -450,7 +447,7 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
         pred[j] = c;
       }
       const unsigned long long key = au::path_key(closer ? to : d, j);
-      next = key < next ? key : next;
+      if (!passed(j)) next = key < next ? key : next;
     }
     for (int off = 16; off > 0; off >>= 1) {
       const unsigned long long o = __shfl_down_sync(0xffffffffu, next, off);
@@ -461,13 +458,14 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
     dc = au::path_distance(next);
     if (lane == c % 32) dist[c] = ~dc;
     if (owner[c] < 0) break;  // a free column: the path ends here
-    row = lv + static_cast<int64_t>(owner[c]) * n;
+    row = levels(owner[c]);
     vc = au::pool_value(row, price, c, sc);
   }
   int status = kOk;
-  for (int64_t j = lane; j < n; j += 32) {
-    if (au::path_settled(dist[j])) {
-      price[j] += dc - ~dist[j];
+  for (int64_t j = lane; j < n; j += 32) {  // the settled columns rise, those passed over before c too
+    const int64_t d = dist[j];
+    if (au::path_settled(d) || (passed(j) && au::path_key(d, j) < au::path_key(dc, c))) {
+      price[j] += dc - (au::path_settled(d) ? ~d : d);
       if (price[j] >= au::kPriceLimit) status = kOverflow;
     }
     dist[j] = 0;
@@ -477,9 +475,9 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
   if (lane == 0) {
     for (int32_t k = c;;) {  // the holders move along the path, back from the free column c
       const int32_t from = pred[k];
-      const int32_t mover = from < 0 ? i : owner[from];
+      const int32_t mover = from < 0 ? id : owner[from];
       owner[k] = mover;
-      col_of[mover] = k;
+      if (mover < r) col_of[mover] = k;
       if (from < 0) break;
       k = from;
     }
@@ -579,7 +577,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int nflat, npools, equal_rows;  // flat rows; pools; find_pools' scratch
   __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
   __shared__ int start_pending;              // start prices (auction.h) are due after this round
-  __shared__ int64_t chain_end;              // the round count after a chain or path searches, for every thread
+  __shared__ int64_t path_end;               // the round count after the path searches, for every thread
   __shared__ int repeats[2], flipped;        // orient's scratch; whether it transposed the levels
 
   // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
@@ -672,7 +670,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
       t = broadcast(warp_top2(t));
       if (t.v2 > list_bound[i]) return t;
     }
-    const au::Top2 t = broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner, -1, i)));
+    const au::Top2 t = broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, i)));
     if (len == kListWholeRow) return t;
     for (int32_t e = list_margin[i] < 60 ? list_margin[i] + 1 : 60;; --e) {
       const int64_t cut = t.v2 - (e < 0 ? 0 : int64_t{1} << e);  // keep values >= cut
@@ -758,13 +756,14 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     for (bool first = true; (nbidders > 0 || nactive > 0) && fail == kOk && !solved; first = false) {
       // first: the phase's first round, in which everyone bids
       const int nb = nbidders, na = nactive;
-      const bool path = au::path_bidders(pooled(), nb);
-      // The path searches' rows, lowest first (the list's order is arbitrary): at most two.
+      const bool path = au::path_bidders(nb, na, na == 1 ? pool[active[0]].size - pool[active[0]].held : 0);
+      // The searches' bidders: one pool, or at most two rows, lowest first (the list's order is
+      // arbitrary).
       static_assert(au::kPathBidders == 2, "the kernel places at most two rows by paths");
-      const int32_t path_first = path ? (nb > 1 && bidders[1] < bidders[0] ? bidders[1] : bidders[0]) : -1;
+      const int32_t path_first = !path ? -1
+                                 : na == 1 ? static_cast<int32_t>(r + active[0])
+                                           : (nb > 1 && bidders[1] < bidders[0] ? bidders[1] : bidders[0]);
       const int32_t path_second = path && nb > 1 ? (bidders[1] < bidders[0] ? bidders[0] : bidders[1]) : -1;
-      const int32_t chain_pool = na == 1 ? active[0] : -1;
-      const bool chain = nb + na == 1 && (na == 0 || pool[chain_pool].size - pool[chain_pool].held == 1);
       __syncthreads();  // every thread has read the counters and fail before this round changes them
       if (path) {
         // The last bidders (auction.h), each by a shortest augmenting path, in warp 0, with no
@@ -773,58 +772,19 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           int64_t path_rounds = rounds;
           int st = kOk;
           for (int q = 0; q < 2 && st == kOk; ++q) {
-            const int32_t i = q == 0 ? path_first : path_second;
-            if (i < 0) continue;
-            st = place_by_path(lv, price, owner, col_of, reinterpret_cast<int64_t*>(best), bidders, n, sc, i,
-                               &path_rounds);
+            const int32_t id = q == 0 ? path_first : path_second;
+            if (id < 0) continue;
+            st = place_by_path(lv, price, owner, col_of, reinterpret_cast<int64_t*>(best), bidders, pool, r, n, sc,
+                               id, &path_rounds);
           }
           if (lane == 0) {
-            chain_end = path_rounds;
+            path_end = path_rounds;
             if (st != kOk) fail = st;
           }
         }
         __syncthreads();
-        rounds = chain_end;  // every thread counts alike again
-        break;               // the searches ended the phase (or failed)
-      }
-      if (chain) {
-        // The chain of single bids that ends the phase (auction.h): one warp bids, awards and
-        // follows the displaced row (or pool), with no block barrier per round. Every lane
-        // computes the same bid from the broadcast Top2; lane 0 alone writes.
-        if (warp == 0) {
-          int64_t chain_rounds = rounds;
-          for (int32_t i = na > 0 ? static_cast<int32_t>(r + chain_pool) : bidders[0]; i >= 0;) {
-            if (++chain_rounds > au::kMaxRounds) {
-              if (lane == 0) fail = kNoConvergence;
-              break;
-            }
-            const int32_t k = i >= r ? static_cast<int32_t>(i - r) : -1;  // the bidder's pool, if it is one
-            const int32_t* row = k >= 0 ? au::pool_levels(lv, k, pool[k].row, n) : lv + static_cast<int64_t>(i) * n;
-            const int64_t origin = k >= 0 ? au::pool_origin(k, pool[k].row, r) : i;
-            const au::Top2 t =
-                lists && k < 0
-                    ? list_top2(i)
-                    : broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, owner,
-                                                                   k >= 0 ? i : -1, origin)));
-            const int32_t j1 = au::top2_column(t, origin, n);
-            const int64_t bid = au::bid(t, price[j1], eps);
-            if (bid >= au::kPriceLimit) {
-              if (lane == 0) fail = kOverflow;
-              break;
-            }
-            const int32_t displaced = owner[j1];
-            __syncwarp();  // every lane has read price and owner before they change
-            if (k >= 0) pool_chain_bids(row, price, owner, i, n, sc, au::chain_level(t), eps, &fail);
-            if (lane == 0) au::award(price, owner, col_of, static_cast<int32_t>(r), j1, i, bid);
-            __syncwarp();  // the writes are visible to the next bid
-            if (fail != kOk) break;
-            i = displaced;
-          }
-          if (lane == 0) chain_end = chain_rounds;
-        }
-        __syncthreads();
-        rounds = chain_end;  // every thread counts alike again
-        break;               // the chain ended the phase (or failed)
+        rounds = path_end;  // every thread counts alike again
+        break;              // the searches ended the phase (or failed)
       }
       if (++rounds > au::kMaxRounds) {  // uniform across the block: every thread counts alike
         if (tid == 0) fail = kNoConvergence;
@@ -834,7 +794,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         const int32_t i = bidders[k];
         const au::Top2 t = lists ? list_top2(i)
                                  : warp_top2(au::row_top2<kScanBatch>(lv + static_cast<int64_t>(i) * n, price, n, sc,
-                                                                      lane, 32, owner, -1, i));
+                                                                      lane, 32, i));
         if (lane == 0) {
           const int32_t j1 = au::top2_column(t, i, n);
           const int64_t bid = au::bid(t, price[j1], eps);
