@@ -20,9 +20,9 @@ Measures, answers checked against scipy on a sample first:
   - the auction's weak spot: DETR-style costs whose predictions cluster but differ
     ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
-    README's per-round cost model: mean Jacobi rounds and steps (of chains, and of the last
-    bidders' path searches) per problem, and the slowest problem's 2.9 us * rounds + 1.15 us *
-    steps, to check the model against the kernel (a search pass is costed as a chain step).
+    README's per-round cost model: mean Jacobi rounds and steps (passes of the last bidders' path
+    searches) per problem, and the slowest problem's 2.9 us * rounds + 1.15 us * steps, to check
+    the model against the kernel (a search pass is costed as the single-bid chain step it replaced).
   - the share of the op's time spent in the kernel (the rest: validation sync, allocation,
     launch) and the kernel's achieved read bandwidth on the cost tensor.
 Writes a JSON file and prints a table.

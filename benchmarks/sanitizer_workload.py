@@ -18,8 +18,7 @@ def mixed_first_choices(g):
 
 def equal_rows(g):
     """Rows in groups of equal ones (auction.h, "Pools"), some flat, with dummies (N < M): every
-    pool's bookkeeping runs, its Jacobi bids and its chain bids (problems with pools end a phase
-    by chains, those without by path searches)."""
+    pool's bookkeeping runs, its Jacobi bids, and path searches that pass over its columns."""
     cost = torch.randint(0, 5, (3, 5, 40), generator=g).float().repeat_interleave(6, 1)
     cost[:, ::7] = 2.0
     return cost
