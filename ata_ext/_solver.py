@@ -62,11 +62,10 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     memory holds (about 7,200 on an H100), and it pads rectangular problems to square.
 
     Speed: on CUDA the auction wins on large batches of small problems, above all video-like
-    ones. Where many rows want the same few columns (DETR-style matching early in training;
-    columns that are exact copies in a problem with fewer rows than columns, or whose rows repeat
-    as much: a square problem whose columns repeat more is solved transposed) it slows down, and
-    the CPU solver (cost.cpu()) is the faster choice there, as it is for N >= 392 (README, "Where
-    the auction is slow").
+    ones. Where many rows want the same few columns (DETR-style matching early in training) it
+    slows down; its last bidders' path searches are modelled to have narrowed that gap, not yet
+    measured on a GPU, so time the CPU solver (cost.cpu()) there too. The CPU solver was the
+    faster choice for N >= 392 (README, "Where the auction is slow").
     """
     # One test for the usual case, the detailed ones only when it fails: a call on a small problem
     # (a tracker's frame) is mostly this function's and the dispatcher's fixed cost.

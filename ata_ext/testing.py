@@ -62,7 +62,7 @@ def tracking_costs(batch, tracks, detections, generator=None):
 def solver_families(generator, large=False):
     """Yields (cost, maximize) batches that stress a batched solver: random, video-like, ties,
     constant, rectangular both ways (DETR-like too), float16/bfloat16/float64, huge ranges, tiny
-    gaps, forbidden pairs, long auction chains and tiny shapes. large=False keeps the batches small
+    gaps, forbidden pairs, long searches for the auction's last bidders and tiny shapes. large=False keeps the batches small
     (for slow paths such as the CUDA emulator); large=True gives the GPU tests' batch sizes."""
     g = generator
 
@@ -83,7 +83,7 @@ def solver_families(generator, large=False):
         c[torch.rand(c.shape, generator=g) < 0.45] = float("inf")
         c[:, torch.arange(n), torch.arange(n)] = 0.5
         yield c, False
-    yield torch.rand(b(1, 8), 64, 64, generator=g), False  # long single-bidder chains in the auction
+    yield torch.rand(b(1, 8), 64, 64, generator=g), False  # long last-bidder searches in the auction
     # The auction's start prices (auction.h) where a column's runner-up pair is forbidden (clamped):
     # every pair forbidden but the diagonal and row 0, so column 0 has one allowed pair.
     c = torch.full((b(2, 8), 24, 24), float("inf"))

@@ -162,9 +162,9 @@ def main():
         model = ""
         if max(n, m or n) <= 256 and limit is None:
             counts = auction_rounds(cost, mx).double()
-            row["twin_jacobi_mean"], row["twin_chain_mean"] = counts.mean(0).tolist()
+            row["twin_jacobi_mean"], row["twin_steps_mean"] = counts.mean(0).tolist()
             row["twin_model_slowest_s"] = float((2.9e-6 * counts[:, 0] + 1.15e-6 * counts[:, 1]).max())
-            model = (f"  twin: {row['twin_jacobi_mean']:.0f} rounds + {row['twin_chain_mean']:.0f} steps,"
+            model = (f"  twin: {row['twin_jacobi_mean']:.0f} rounds + {row['twin_steps_mean']:.0f} steps,"
                      f" slowest {row['twin_model_slowest_s'] * 1e3:.2f} ms by the model")
         rows.append(row)
         os.environ["ATA_EXT_AUCTION_LEVELS"] = "auto"
