@@ -523,6 +523,7 @@ C10_HOST_DEVICE inline bool path_passes_over(int32_t holder, int32_t reached_fro
   return holder >= r && reached_from == holder;
 }
 
+
 // A path search's distance to column k through a row reached at distance dc on its column of
 // value vc, whose value of k is v: its value drop, clipped at 0.
 C10_HOST_DEVICE inline int64_t path_relax(int64_t dc, int64_t vc, int64_t v) {
@@ -544,6 +545,13 @@ C10_HOST_DEVICE inline int64_t path_distance(unsigned long long key) { return st
 
 // A settled column's distance is stored as ~d (negative; distances are >= 0), so one word says both.
 C10_HOST_DEVICE inline bool path_settled(int64_t stored) { return stored < 0; }
+
+// How far column j rises after a search that settled the free column c at distance dc, from its
+// stored distance: dc - d if j was settled, or passed over (passed) with a key before c's; else 0.
+C10_HOST_DEVICE inline int64_t path_rise(int64_t stored, bool passed, int64_t j, int64_t dc, int64_t c) {
+  if (path_settled(stored)) return dc - ~stored;
+  return passed && path_key(stored, j) < path_key(dc, c) ? dc - stored : 0;
+}
 
 // What a real row brings to the pools (see "Pools"), over the columns j = first, first + stride, ...
 // (a lane's share on the GPU, whose lanes then and flat and sum hash; the whole row on the CPU):

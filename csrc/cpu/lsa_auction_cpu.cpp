@@ -50,7 +50,7 @@ LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& 
     return holder >= r ? au::pool_levels(s.lv.data(), static_cast<int32_t>(holder - r), s.pool_row[holder - r], n)
                        : s.lv.data() + static_cast<int64_t>(holder) * n;
   };
-  // Whether column j, not yet settled, is passed over (au::path_passes_over).
+  // Whether column j is passed over (au::path_passes_over).
   const auto passed = [&](int64_t j) {
     return au::path_passes_over(s.owner[j], s.pred[j] < 0 ? id : s.owner[s.pred[j]], r);
   };
@@ -83,9 +83,7 @@ LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& 
     vc = au::pool_value(row, s.price.data(), c, sc);
   }
   for (int64_t j = 0; j < n; ++j) {  // the settled columns rise, those passed over before c too
-    const int64_t d = s.dist[j];
-    if (!au::path_settled(d) && !(passed(j) && au::path_key(d, j) < au::path_key(dc, c))) continue;
-    s.price[j] += dc - (au::path_settled(d) ? ~d : d);
+    s.price[j] += au::path_rise(s.dist[j], passed(j), j, dc, c);
     if (s.price[j] >= au::kPriceLimit) return kOverflow;
   }
   for (int32_t k = c;;) {  // the holders move along the path, back from the free column c

@@ -78,6 +78,13 @@ __device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
   return f;
 }
 
+// v combined over the warp by op (associative and commutative), in every lane.
+template <typename T, typename Op>
+__device__ __forceinline__ T warp_all_reduce(T v, Op op) {
+  for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
+  return __shfl_sync(0xffffffffu, v, 0);
+}
+
 // The row_summary (auction.h) of a row by a warp, each lane's share reduced; complete in lane 0.
 __device__ au::RowSummary warp_row_summary(const int32_t* row, int64_t n, int lane) {
   au::RowSummary rs = au::row_summary(row, n, lane, 32);
@@ -409,15 +416,18 @@ __device__ __forceinline__ void pool_bids(const int32_t* lv, const int64_t* pric
 // until the search ends; each pass relaxes them from the holder just reached and the warp settles
 // the lowest path_key. Returns kOk, or kOverflow / kNoConvergence; *rounds counts the passes.
 __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, int32_t* owner, int32_t* col_of,
-                                             int64_t* dist, int32_t* pred, const PoolState* pool, int64_t r,
-                                             int64_t n, const au::Scale& sc, int32_t id, int64_t* rounds) {
+                                             int64_t* dist, int32_t* pred, const PoolState* pool, bool pooled,
+                                             int64_t r, int64_t n, const au::Scale& sc, int32_t id,
+                                             int64_t* rounds) {
   const int lane = threadIdx.x % 32;
   const auto levels = [&](int32_t holder) {  // nullptr for pool 0 (benefits 0)
     return holder >= r ? au::pool_levels(lv, static_cast<int32_t>(holder - r), pool[holder - r].row, n)
                        : lv + static_cast<int64_t>(holder) * n;
   };
-  // Whether this lane's column j, not yet settled, is passed over (au::path_passes_over).
+  // Whether this lane's column j is passed over (au::path_passes_over); never without pools, where
+  // the check's reads of owner would only slow each pass.
   const auto passed = [&](int64_t j) {
+    if (!pooled) return false;
     const int32_t holder = owner[j];
     return holder >= r && au::path_passes_over(holder, pred[j] < 0 ? id : owner[pred[j]], r);
   };
@@ -427,11 +437,7 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
     const int64_t v = au::pool_value(row, price, j, sc);
     vc = v > vc ? v : vc;
   }
-  for (int off = 16; off > 0; off >>= 1) {
-    const int64_t o = __shfl_down_sync(0xffffffffu, vc, off);
-    vc = o > vc ? o : vc;
-  }
-  vc = __shfl_sync(0xffffffffu, vc, 0);
+  vc = warp_all_reduce(vc, [](int64_t a, int64_t b) { return a > b ? a : b; });
   int64_t dc = 0;
   int32_t c = -1;  // the column just settled (-1: the bidder itself)
   for (;;) {
@@ -449,11 +455,7 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
       const unsigned long long key = au::path_key(closer ? to : d, j);
       if (!passed(j)) next = key < next ? key : next;
     }
-    for (int off = 16; off > 0; off >>= 1) {
-      const unsigned long long o = __shfl_down_sync(0xffffffffu, next, off);
-      next = o < next ? o : next;
-    }
-    next = __shfl_sync(0xffffffffu, next, 0);
+    next = warp_all_reduce(next, [](unsigned long long a, unsigned long long b) { return a < b ? a : b; });
     c = static_cast<int32_t>(next & au::kRowMask);
     dc = au::path_distance(next);
     if (lane == c % 32) dist[c] = ~dc;
@@ -463,11 +465,8 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
   }
   int status = kOk;
   for (int64_t j = lane; j < n; j += 32) {  // the settled columns rise, those passed over before c too
-    const int64_t d = dist[j];
-    if (au::path_settled(d) || (passed(j) && au::path_key(d, j) < au::path_key(dc, c))) {
-      price[j] += dc - (au::path_settled(d) ? ~d : d);
-      if (price[j] >= au::kPriceLimit) status = kOverflow;
-    }
+    price[j] += au::path_rise(dist[j], passed(j), j, dc, c);
+    if (price[j] >= au::kPriceLimit) status = kOverflow;
     dist[j] = 0;
   }
   status = __ballot_sync(0xffffffffu, status != kOk) != 0u ? kOverflow : kOk;
@@ -691,10 +690,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         __syncwarp();
         return t;
       }
-      for (int off = 16; off > 0; off >>= 1) {
-        const int64_t o = __shfl_down_sync(0xffffffffu, outside, off);
-        outside = o > outside ? o : outside;
-      }
+      outside = warp_all_reduce(outside, [](int64_t a, int64_t b) { return a > b ? a : b; });
       int pos = 0;
       __syncwarp();  // every lane is done reading the old list before it is overwritten
       for (int64_t j0 = 0; j0 < n; j0 += 32) {  // the same values again, now written out
@@ -774,8 +770,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
           for (int q = 0; q < 2 && st == kOk; ++q) {
             const int32_t id = q == 0 ? path_first : path_second;
             if (id < 0) continue;
-            st = place_by_path(lv, price, owner, col_of, reinterpret_cast<int64_t*>(best), bidders, pool, r, n, sc,
-                               id, &path_rounds);
+            st = place_by_path(lv, price, owner, col_of, reinterpret_cast<int64_t*>(best), bidders, pool,
+                               pooled(), r, n, sc, id, &path_rounds);
           }
           if (lane == 0) {
             path_end = path_rounds;
