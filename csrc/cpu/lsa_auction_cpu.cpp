@@ -58,6 +58,7 @@ LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& 
   s.pred.resize(n);
   const int32_t* row = levels(id);
   int64_t vc = INT64_MIN;  // the bidder starts at its best value: a pass of its own
+  if (++rounds > au::kMaxRounds) return kNoConvergence;
   ++counts.steps;
   for (int64_t j = 0; j < n; ++j) vc = std::max(vc, au::pool_value(row, s.price.data(), j, sc));
   int64_t dc = 0;

@@ -6,6 +6,14 @@
 #define ATA_EXT_CUDA_EMULATOR
 #include "cuda_emulator.h"
 
+#include <cstdint>
+
+// Where the kernel reports each problem's count of rounds and search passes (its
+// ATA_EXT_EMULATOR_ROUNDS hook; problems that end at their first choices or fail early report
+// nothing): set for the duration of one emu_auction call.
+static int64_t* emu_rounds_out = nullptr;
+#define ATA_EXT_EMULATOR_ROUNDS(b, n) (emu_rounds_out[b] = (n))
+
 #include "cuda/lsa_auction_cuda.cu"
 
 #include "common/static_switch.h"
@@ -20,11 +28,13 @@ namespace {
 template <typename scalar_t>
 int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0, int64_t s1, int maximize,
             int shared_levels, int wide, int list_cap, uint64_t seed, int64_t max_sweeps, int64_t* out, int32_t* status,
-            char* err, int errlen) {
+            int64_t* rounds, char* err, int errlen) {
   namespace k = ata_ext;
   const int64_t n = std::max(N, M), r = std::min(N, M);
   std::vector<int32_t> workspace(shared_levels ? 0 : batch * r * n), first(batch * r, -7);
   const auto* src = static_cast<const scalar_t*>(cost);
+  std::fill(rounds, rounds + batch, 0);
+  emu_rounds_out = rounds;
   try {
     // Fewer blocks than rows / 8 where there are several, so that the grid-stride loop runs.
     const int64_t rows_per_block = k::kFirstChoiceThreads / 32;
@@ -51,17 +61,19 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
 
 // cost: (batch, N, M) float32, float64, float16 or bfloat16 (dtype 0, 1, 2, 3) with element
 // strides sb, s0, s1; out: batch * N int64 filled with -1 by the caller (as the CUDA launcher
-// does); status: batch. shared_levels and wide pick the kernel instantiation the launcher would
-// pick from the device's shared memory; list_cap the candidate lists' length (global-memory
-// levels only; 0: none). max_sweeps bounds the emulation (a kernel that would
-// spin). Returns 0, or 1 with the emulator's error in err (a hang, a divergent barrier, the budget
-// spent).
+// does); status and rounds (each problem's rounds and search passes, as the twin's
+// lsa_auction_rounds sums them; 0 where none ran): batch. shared_levels and wide pick the kernel
+// instantiation the launcher would pick from the device's shared memory; list_cap the candidate
+// lists' length (global-memory levels only; 0: none). max_sweeps bounds the emulation (a kernel
+// that would spin). Returns 0, or 1 with the emulator's error in err (a hang, a divergent
+// barrier, the budget spent).
 extern "C" int emu_auction(const void* cost, int dtype, int64_t batch, int64_t N, int64_t M, int64_t sb, int64_t s0,
                            int64_t s1, int maximize, int shared_levels, int wide, int list_cap, uint64_t seed,
-                           int64_t max_sweeps, int64_t* out, int32_t* status, char* err, int errlen) {
+                           int64_t max_sweeps, int64_t* out, int32_t* status, int64_t* rounds, char* err,
+                           int errlen) {
   const auto run = [&](auto tag) {
     return auction<decltype(tag)>(cost, batch, N, M, sb, s0, s1, maximize, shared_levels, wide, list_cap, seed,
-                                  max_sweeps, out, status, err, errlen);
+                                  max_sweeps, out, status, rounds, err, errlen);
   };
   switch (dtype) {
     case 0: return run(float{});
