@@ -62,7 +62,8 @@ def tracking_costs(batch, tracks, detections, generator=None):
 def solver_families(generator, large=False):
     """Yields (cost, maximize) batches that stress a batched solver: random, video-like, ties,
     constant, rectangular both ways (DETR-like too), float16/bfloat16/float64, huge ranges, tiny
-    gaps, forbidden pairs, long searches for the auction's last bidders and tiny shapes. large=False keeps the batches small
+    gaps, forbidden pairs, long searches for the auction's last bidders, point distances (its
+    stalled bidders) and tiny shapes. large=False keeps the batches small
     (for slow paths such as the CUDA emulator); large=True gives the GPU tests' batch sizes."""
     g = generator
 
@@ -133,6 +134,11 @@ def solver_families(generator, large=False):
     # 3, and a frame with a flat region of 28 equal tokens after one without (a scene cut).
     yield torch.rand(b(2, 8), 30, 10, generator=g).repeat_interleave(3, 2), False
     yield video_similarity(b(2, 16), 196, generator=g, repeated=28).mT, True
+    # Distances between points in the unit square: the auction's bidders stall (a handful displace
+    # one another round after round) and are then placed by path searches (auction.h, "Last
+    # bidders").
+    points = torch.rand(2, b(2, 16), 48, 2, generator=g)
+    yield torch.cdist(points[0], points[1]), False
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

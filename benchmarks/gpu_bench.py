@@ -19,6 +19,9 @@ Measures, answers checked against scipy on a sample first:
     second frame only, as after a scene cut ("cut")
   - the auction's weak spot: DETR-style costs whose predictions cluster but differ
     ("detr", ata_ext.testing.detr_costs, spread 0.1)
+  - distances between points in the unit square ("points"): stalled bidders' path searches
+    (auction.h, "Last bidders"), about 1,000 passes and 200 rounds a 196^2 problem by the twin's
+    count, against about 240 and 120 for uniform costs: the two rows together fit a pass's cost
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
     README's per-round cost model: mean Jacobi rounds and steps (passes of the last bidders' path
     searches) per problem, and the slowest problem's 2.9 us * rounds + 1.15 us * steps, to check
@@ -59,6 +62,9 @@ def problems(kind, batch, n, m=None, seed=0):
         return tracking_costs(batch, n, m, generator=g), False
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
+    if kind == "points":  # distances between points: stalled bidders (auction.h, "Last bidders")
+        points = torch.rand(2, batch, max(n, m or n), 2, generator=g)
+        return torch.cdist(points[0, :, :n], points[1, :, : m or n]), False
     cost = torch.rand(batch, n, m or n, generator=g)
     if kind == "forbid10":  # 10% of pairs forbidden, the diagonal kept (feasible): eps starts from the finite range
         cost[torch.rand(cost.shape, generator=g) < 0.1] = float("inf")
@@ -188,7 +194,7 @@ def main():
     record("forbid10", 224, 196)
     for batch, n, m in ((1, 30, 25), (64, 50, 40), (16, 300, 280)):
         record("track_lim", batch, n, m, scipy_too=False, limit=0.05)
-    for kind in ("dup10", "dup_half", "sky", "cut"):
+    for kind in ("dup10", "dup_half", "sky", "cut", "points"):
         record(kind, 224, 196)
     for n, batch in ((49, 1024), (98, 512), (392, 64), (784, 64), (1024, 8), (2048, 2)):
         record("uniform", batch, n)

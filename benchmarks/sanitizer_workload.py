@@ -32,6 +32,13 @@ def equal_columns(g):
     return cost
 
 
+def point_distances(g):
+    """Distances between points in the unit square: the auction's bidders stall, and up to eight
+    are placed by path searches one after another (auction.h, "Last bidders")."""
+    points = torch.rand(2, 4, 64, 2, generator=g)
+    return torch.cdist(points[0], points[1])
+
+
 def main():
     assert torch.cuda.is_available(), "needs a GPU"
     g = torch.Generator().manual_seed(0)
@@ -46,11 +53,12 @@ def main():
         (torch.rand(1, 240, 240, generator=g), False),        # global levels, many rounds, then path searches
         (equal_rows(g), False),                               # pools of equal rows, next to dummies
         (equal_columns(g), True),                             # equal columns: solved transposed
+        (point_distances(g), False),                          # stalled bidders' path searches
     ]
-    # The first four, the pools and the equal columns once more with global levels behind candidate
-    # lists (the n > ~237 path) where they would fit in shared memory: smaller blocks, several an SM
-    # (ATA_EXT_AUCTION_LEVELS).
-    again = cases[:4] + cases[-2:]
+    # The first four, the pools, the equal columns and the point distances once more with global
+    # levels behind candidate lists (the n > ~237 path) where they would fit in shared memory:
+    # smaller blocks, several an SM (ATA_EXT_AUCTION_LEVELS).
+    again = cases[:4] + cases[-3:]
     for levels, cost, mx in [("auto", c, m) for c, m in cases] + [("global", c, m) for c, m in again]:
         os.environ["ATA_EXT_AUCTION_LEVELS"] = levels
         out = ata_ext.linear_sum_assignment(cost.cuda(), maximize=mx)

@@ -1009,12 +1009,13 @@ def test_auction_turns_equal_columns_into_rows():
 
 
 def test_auction_last_bidders_by_path():
-    # The last one or two bidders of a phase (rows, or a pool with one member unassigned) are
-    # placed by shortest augmenting paths (auction.h, "Last bidders"): each settles a column a
-    # pass, so at most n + 1 passes a bidder, where a single-bid chain can revisit rows without
-    # bound. The price update after each search is what keeps every row within eps of its best,
-    # which the optimum needs: square problems large enough for long searches, of several kinds,
-    # against scipy (test_auction_keeps_eps_cs checks the invariant itself).
+    # The last one or two bidders of a phase (rows, or a pool with one member unassigned), or up to
+    # eight once their count has stalled for 16 rounds, are placed by shortest augmenting paths
+    # (auction.h, "Last bidders"): each settles a column a pass, so at most n + 1 passes a bidder,
+    # where a single-bid chain can revisit rows without bound. The price update after each search
+    # is what keeps every row within eps of its best, which the optimum needs: square problems
+    # large enough for long searches, of several kinds, against scipy (test_auction_keeps_eps_cs
+    # checks the invariant itself).
     from ata_ext.testing import auction_rounds, detr_costs
 
     g = torch.Generator().manual_seed(11)
@@ -1030,15 +1031,21 @@ def test_auction_last_bidders_by_path():
         (forbidden, False),
         (1 + 1e-9 * torch.rand(8, n, n, generator=g).double(), True),  # tiny gaps
     ]
-    for cost, mx in kinds:
+    for k, (cost, mx) in enumerate(kinds):
         counts = auction_rounds(cost, mx)
-        # Phases: at most 10 (9, and one restart from the start prices), each with at most two
+        # Phases: at most 10 (9, and one restart from the start prices), each with at most eight
         # searches of at most n + 1 passes (one for the bidder's best value, one a settled column).
-        assert int(counts[:, 1].max()) <= 10 * 2 * (n + 2), cost.dtype
+        assert int(counts[:, 1].max()) <= 10 * 8 * (n + 2), cost.dtype
         assert_optimal(cost, ata_ext.linear_sum_assignment(cost, mx, algorithm="auction"), mx, algorithm="auction")
-    # Uniform random 196 x 196, rounds with several bidders and search passes: 369 on average over
-    # these 64 problems, the slowest 584 (with single-bid chains in the searches' place, 519 and
-    # 969; the chains of the Euclidean batch above reached 4,393 steps).
+        if k == 2:
+            # Distances between points: a handful of bidders displace one another round after round
+            # until the stalled ones are searched for. Rounds in which several rows bid: 171 on
+            # average over these 24 problems (479 when only the last two were searched for).
+            assert float(counts[:, 0].float().mean()) < 250, counts[:, 0].float().mean()
+    # Uniform random 196 x 196, rounds with several bidders and search passes: 386 on average over
+    # these 64 problems, the slowest 666 (369 and 584 searching only for the last two bidders;
+    # with single-bid chains in the searches' place, 519 and 969; the chains of the Euclidean
+    # batch above reached 4,393 steps).
     counts = auction_rounds(torch.rand(64, 196, 196, generator=g)).sum(-1)
     assert float(counts.float().mean()) < 420 and int(counts.max()) < 800
     # With pools: DETR-like 300 x 50 (the dummies' pool; chains: 864 on average, the slowest 2,465)
@@ -1050,8 +1057,10 @@ def test_auction_last_bidders_by_path():
     dup[:, :10] = dup[:, :1]
     dup[:, :, :10] = dup[:, :, :1]
     dup = auction_rounds(dup).sum(-1).float()
-    assert float(detr.mean()) < 350 and float(detr.max()) < 800, (detr.mean(), detr.max())  # 237, 526
-    assert float(dup.mean()) < 800 and float(dup.max()) < 1100, (dup.mean(), dup.max())  # 564, 746
+    assert float(detr.mean()) < 350 and float(detr.max()) < 800, (detr.mean(), detr.max())  # 234, 432
+    # 831 and 1,229: stalled bidders' searches trade rounds for passes here (564 and 746 searching
+    # only for the last two; by the model in auction.h 1.25 and 1.67 ms against 1.11 and 1.73).
+    assert float(dup.mean()) < 1000 and float(dup.max()) < 1500, (dup.mean(), dup.max())
 
 
 def test_auction_keeps_eps_cs():

@@ -208,6 +208,8 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
     std::fill(s.owner.begin(), s.owner.end(), -1);
     std::fill(s.held.begin(), s.held.end(), 0);
     for (int64_t i = 0; i < r; ++i) s.col_of[i] = s.col_of[i] >= -1 ? -1 : s.col_of[i];
+    int32_t low = 0;    // the fewest bidders of a round so far this phase
+    int32_t stall = 0;  // rounds since that count last fell (au::next_stall)
     for (bool first = true;; first = false) {  // first: the phase's first round, in which everyone bids
       s.bidders.clear();
       for (int64_t i = 0; i < r; ++i) {
@@ -218,10 +220,13 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
         if (s.held[k] < s.pool_size[k]) s.active.push_back(k);
       }
       if (s.bidders.empty() && s.active.empty()) break;
-      if (au::path_bidders(static_cast<int64_t>(s.bidders.size()), static_cast<int64_t>(s.active.size()),
-                           s.active.empty() ? 0 : s.pool_size[s.active[0]] - s.held[s.active[0]])) {
-        // The last bidders (auction.h), lowest row first, each by a shortest augmenting path:
-        // real rows, or one pool.
+      const int64_t nb = static_cast<int64_t>(s.bidders.size());
+      stall = au::next_stall(first, nb, low, stall);
+      low = au::next_low(first, nb, low);
+      if (au::path_bidders(nb, static_cast<int64_t>(s.active.size()),
+                           s.active.empty() ? 0 : s.pool_size[s.active[0]] - s.held[s.active[0]], stall)) {
+        // The last bidders (auction.h), each by a shortest augmenting path: real rows, lowest
+        // first (the list is in row order), or one pool.
         if (!s.active.empty()) s.bidders.push_back(static_cast<int32_t>(r + s.active[0]));
         for (const int32_t i : s.bidders) {
           const LsaStatus st = place_by_path(s, r, n, sc, i, rounds, counts);

@@ -578,6 +578,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
   __shared__ int start_pending;              // start prices (auction.h) are due after this round
   __shared__ int64_t path_end;               // the round count after the path searches, for every thread
+  __shared__ int stall_low, stall_rounds;     // the fewest bidders of a round this phase; its stall (auction.h)
+  __shared__ int32_t path_roots[au::kStalledBidders + 1];  // the path searches' bidders, in order
   __shared__ int repeats[2], flipped;        // orient's scratch; whether it transposed the levels
 
   // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
@@ -753,24 +755,34 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
     for (bool first = true; (nbidders > 0 || nactive > 0) && fail == kOk && !solved; first = false) {
       // first: the phase's first round, in which everyone bids
       const int nb = nbidders, na = nactive;
-      const bool path = au::path_bidders(nb, na, na == 1 ? pool[active[0]].size - pool[active[0]].held : 0);
-      // The searches' bidders: one pool, or at most two rows, lowest first (the list's order is
-      // arbitrary).
-      static_assert(au::kPathBidders == 2, "the kernel places at most two rows by paths");
-      const int32_t path_first = !path ? -1
-                                 : na == 1 ? static_cast<int32_t>(r + active[0])
-                                           : (nb > 1 && bidders[1] < bidders[0] ? bidders[1] : bidders[0]);
-      const int32_t path_second = path && nb > 1 ? (bidders[1] < bidders[0] ? bidders[0] : bidders[1]) : -1;
-      __syncthreads();  // every thread has read the counters and fail before this round changes them
+      const int stall = au::next_stall(first, nb, stall_low, stall_rounds);
+      const bool path =
+          au::path_bidders(nb, na, na == 1 ? pool[active[0]].size - pool[active[0]].held : 0, stall);
+      __syncthreads();  // every thread has read the counters, the stall and fail before the round changes them
+      if (tid == 0) {
+        stall_low = au::next_low(first, nb, stall_low);
+        stall_rounds = stall;
+      }
       if (path) {
         // The last bidders (auction.h), each by a shortest augmenting path, in warp 0, with no
-        // block barrier per pass. The bidders list is its path scratch from here on.
+        // block barrier per pass: one pool, or up to kStalledBidders rows, lowest first. The list's
+        // order is arbitrary: lane k puts entry k in its place among them in path_roots, ended by
+        // -1 (in shared memory: kept in registers across the searches, the roots made ptxas spill
+        // in more kernels). The bidders list is the searches' scratch from then on.
+        static_assert(au::kStalledBidders < 32, "a lane per bidder, and one for the end mark");
         if (warp == 0) {
+          const int count = na == 1 ? 1 : nb;
+          const int32_t mine = na == 1 ? static_cast<int32_t>(r + active[0]) : lane < nb ? bidders[lane] : INT32_MAX;
+          int rank = 0;
+          for (int k = 0; k < count; ++k) rank += __shfl_sync(0xffffffffu, mine, k) < mine;
+          if (lane < count) path_roots[rank] = mine;
+          if (lane == count) path_roots[count] = -1;
+          __syncwarp();  // the roots are in place, and every lane has read its entry of the list
           int64_t path_rounds = rounds;
           int st = kOk;
-          for (int q = 0; q < 2 && st == kOk; ++q) {
-            const int32_t id = q == 0 ? path_first : path_second;
-            if (id < 0) continue;
+          for (int q = 0; st == kOk; ++q) {
+            const int32_t id = path_roots[q];
+            if (id < 0) break;
             st = place_by_path(lv, price, owner, col_of, reinterpret_cast<int64_t*>(best), bidders, pool,
                                pooled(), r, n, sc, id, &path_rounds);
           }
