@@ -21,7 +21,7 @@ Measures, answers checked against scipy on a sample first:
     ("detr", ata_ext.testing.detr_costs, spread 0.1)
   - distances between points in the unit square ("points"): stalled bidders' path searches
     (auction.h, "Last bidders"), about 1,000 passes and 200 rounds a 196^2 problem by the twin's
-    count, against about 240 and 120 for uniform costs: the two rows together fit a pass's cost
+    count, against about 300 and 100 for uniform costs: the two rows together fit a pass's cost
   - for N <= 256, the CPU twin's round counts (ata_ext.testing.auction_rounds), the unit of the
     README's per-round cost model: mean Jacobi rounds and steps (passes of the last bidders' path
     searches) per problem, and the slowest problem's 2.9 us * rounds + 1.15 us * steps, to check
