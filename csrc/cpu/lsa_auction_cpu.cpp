@@ -38,13 +38,19 @@ struct AuctionState {
 // (one warp each).
 struct RoundCounts {
   int64_t jacobi = 0, steps = 0;
+  // Counts one more of either (which): false once the two together pass au::kMaxRounds, the
+  // kernel's limit on its count of both.
+  bool add(int64_t& which) {
+    ++which;
+    return jacobi + steps <= au::kMaxRounds;
+  }
 };
 
 // Places bidder id (a real row, or r + k for pool k with one member unassigned) by a shortest
 // augmenting path (auction.h, "Last bidders"), as the kernel's place_by_path does in one warp:
 // the same passes, each a holder's relaxation of the columns not yet settled and the choice of
 // the next to settle.
-LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& sc, int32_t id, int64_t& rounds,
+LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& sc, int32_t id,
                         RoundCounts& counts) {
   const auto levels = [&](int32_t holder) {  // nullptr for pool 0 (benefits 0)
     return holder >= r ? au::pool_levels(s.lv.data(), static_cast<int32_t>(holder - r), s.pool_row[holder - r], n)
@@ -58,14 +64,12 @@ LsaStatus place_by_path(AuctionState& s, int64_t r, int64_t n, const au::Scale& 
   s.pred.resize(n);
   const int32_t* row = levels(id);
   int64_t vc = INT64_MIN;  // the bidder starts at its best value: a pass of its own
-  if (++rounds > au::kMaxRounds) return kNoConvergence;
-  ++counts.steps;
+  if (!counts.add(counts.steps)) return kNoConvergence;
   for (int64_t j = 0; j < n; ++j) vc = std::max(vc, au::pool_value(row, s.price.data(), j, sc));
   int64_t dc = 0;
   int32_t c = -1;  // the column just settled (-1: the bidder itself)
   for (;;) {
-    if (++rounds > au::kMaxRounds) return kNoConvergence;
-    ++counts.steps;
+    if (!counts.add(counts.steps)) return kNoConvergence;
     unsigned long long next = ~0ull;
     for (int64_t j = 0; j < n; ++j) {
       if (au::path_settled(s.dist[j])) continue;
@@ -192,7 +196,6 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
   s.owner.resize(n);
   s.order.reserve(n);
   s.best.assign(n, 0ull);  // each round clears the words it used, as the kernel does
-  int64_t rounds = 0;
   // A pool of n members (every real row flat, or all equal in a square problem) holds every
   // column, which is optimal: nobody bids.
   int32_t whole = -1;
@@ -229,13 +232,12 @@ LsaStatus auction_solve(const DenseProblem& p, int64_t* x, AuctionState& s, Roun
         // first (the list is in row order), or one pool.
         if (!s.active.empty()) s.bidders.push_back(static_cast<int32_t>(r + s.active[0]));
         for (const int32_t i : s.bidders) {
-          const LsaStatus st = place_by_path(s, r, n, sc, i, rounds, counts);
+          const LsaStatus st = place_by_path(s, r, n, sc, i, counts);
           if (st != kOk) return st;
         }
         break;
       }
-      if (++rounds > au::kMaxRounds) return kNoConvergence;
-      ++counts.jacobi;
+      if (!counts.add(counts.jacobi)) return kNoConvergence;
       bool contested = false;  // two bids met: no early end (auction.h)
       for (const int32_t i : s.bidders) {  // every bid reads the prices of the round's start
         const au::Top2 t = au::row_top2(row(i), s.price.data(), n, sc, 0, 1, i);
