@@ -42,12 +42,15 @@ __device__ __forceinline__ unsigned char* dynamic_smem() {
 }
 #endif
 
+// The warp's Top2, in every lane: a butterfly (xor) exchange leaves each lane with the merge of
+// all 32, as top2_merge is commutative and associative (ties go to the lowest key, whatever the
+// order), so no broadcast from lane 0 is needed.
 __device__ au::Top2 warp_top2(au::Top2 t) {
-  for (int off = 16; off > 0; off >>= 1) {
+  for (int mask = 16; mask > 0; mask >>= 1) {
     au::Top2 o;
-    o.v1 = __shfl_down_sync(0xffffffffu, t.v1, off);
-    o.v2 = __shfl_down_sync(0xffffffffu, t.v2, off);
-    o.j1 = __shfl_down_sync(0xffffffffu, t.j1, off);
+    o.v1 = __shfl_xor_sync(0xffffffffu, t.v1, mask);
+    o.v2 = __shfl_xor_sync(0xffffffffu, t.v2, mask);
+    o.j1 = __shfl_xor_sync(0xffffffffu, t.j1, mask);
     t = au::top2_merge(t, o);
   }
   return t;
@@ -78,11 +81,26 @@ __device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
   return f;
 }
 
-// v combined over the warp by op (associative and commutative), in every lane.
+// v combined over the warp by op (associative and commutative), in every lane (a butterfly).
 template <typename T, typename Op>
 __device__ __forceinline__ T warp_all_reduce(T v, Op op) {
-  for (int off = 16; off > 0; off >>= 1) v = op(v, __shfl_down_sync(0xffffffffu, v, off));
-  return __shfl_sync(0xffffffffu, v, 0);
+  for (int mask = 16; mask > 0; mask >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, mask));
+  return v;
+}
+
+// The warp's lowest 64-bit key, in every lane: once per pass of a path search, on its critical
+// path after the scan. From sm_80 on, two hardware reductions, of the high words and then of the
+// low words of the keys whose high word is lowest, instead of five dependent steps of two
+// shuffles each (the pass's cost, with either, is not yet measured).
+__device__ __forceinline__ unsigned long long warp_min_key(unsigned long long key) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  return warp_all_reduce(key, [](unsigned long long a, unsigned long long b) { return a < b ? a : b; });
+#else  // sm_80+, and the emulator
+  const unsigned hi = static_cast<unsigned>(key >> 32);
+  const unsigned lowest_hi = __reduce_min_sync(0xffffffffu, hi);
+  const unsigned lo = __reduce_min_sync(0xffffffffu, hi == lowest_hi ? static_cast<unsigned>(key) : ~0u);
+  return static_cast<unsigned long long>(lowest_hi) << 32 | lo;
+#endif
 }
 
 // The row_summary (auction.h) of a row by a warp, each lane's share reduced; complete in lane 0.
@@ -456,7 +474,7 @@ __device__ __forceinline__ int place_by_path(const int32_t* lv, int64_t* price, 
       const unsigned long long key = au::path_key(closer ? to : d, j);
       if (!passed(j)) next = key < next ? key : next;
     }
-    next = warp_all_reduce(next, [](unsigned long long a, unsigned long long b) { return a < b ? a : b; });
+    next = warp_min_key(next);
     c = static_cast<int32_t>(next & au::kRowMask);
     dc = au::path_distance(next);
     if (lane == c % 32) dist[c] = ~dc;
@@ -652,12 +670,6 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   // longer margin lasts longer: a list is good until the prices of its columns close the gap). A
   // row whose ties at v2 do not fit even with margin 0 scans in full from then on. All control
   // flow here is uniform across the warp.
-  const auto broadcast = [&](au::Top2 t) {
-    t.v1 = __shfl_sync(0xffffffffu, t.v1, 0);
-    t.v2 = __shfl_sync(0xffffffffu, t.v2, 0);
-    t.j1 = __shfl_sync(0xffffffffu, t.j1, 0);
-    return t;
-  };
   const auto list_top2 = [&](int32_t i) -> au::Top2 {
     const int32_t* row = lv + static_cast<int64_t>(i) * n;
     int32_t* entry_lv = list_lv + static_cast<int64_t>(i) * list_cap;
@@ -669,10 +681,10 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
         const int32_t j = entry_col[k];
         au::top2_add(t, au::scaled(entry_lv[k], sc) - price[j], au::tie_key(j, i, n));
       }
-      t = broadcast(warp_top2(t));
+      t = warp_top2(t);
       if (t.v2 > list_bound[i]) return t;
     }
-    const au::Top2 t = broadcast(warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, i)));
+    const au::Top2 t = warp_top2(au::row_top2<kScanBatch>(row, price, n, sc, lane, 32, i));
     if (len == kListWholeRow) return t;
     for (int32_t e = list_margin[i] < 60 ? list_margin[i] + 1 : 60;; --e) {
       const int64_t cut = t.v2 - (e < 0 ? 0 : int64_t{1} << e);  // keep values >= cut

@@ -1,8 +1,9 @@
 // A CPU emulator for this package's CUDA device code, so that the kernels' own source runs in CI,
 // which has no GPU (tests/test_cuda_emulated.py). Each CUDA thread of a block is a fiber
-// (a stack of its own). Fibers switch only at __syncthreads, __syncwarp, warp shuffles and votes, in an order drawn
-// from a seed, so a kernel whose answer depends on thread timing answers differently for
-// different seeds; dynamic shared memory starts as seed-dependent garbage, as on a GPU.
+// (a stack of its own). Fibers switch only at __syncthreads, __syncwarp, warp shuffles, votes and
+// reductions, in an order drawn from a seed, so a kernel whose answer depends on thread timing
+// answers differently for different seeds; dynamic shared memory starts as seed-dependent
+// garbage, as on a GPU.
 // It stops with an error where a GPU would hang or misbehave: threads of a block waiting at
 // different __syncthreads, lanes of a warp at different warp operations, a barrier that some
 // threads of the block already returned past, a deadlock.
@@ -152,6 +153,25 @@ T shfl_down(T v, unsigned delta, int line) {
   return shfl_from(v, src < 32 ? src : lane, line);
 }
 
+template <typename T>
+T shfl_xor(T v, int lane_mask, int line) {
+  return shfl_from(v, (rt().current % 32) ^ lane_mask, line);
+}
+
+// __reduce_min_sync (sm_80+): the lowest of the lanes' values, in every lane.
+inline unsigned reduce_min(unsigned v, int line) {
+  Runtime& r = rt();
+  const int t = r.current, base = t - t % 32;
+  r.slots[t] = v;
+  wait(State::kWarpWait, line);
+  unsigned low = ~0u;
+  for (int k = 0; k < 32 && base + k < static_cast<int>(r.slots.size()); ++k) {
+    low = std::min(low, static_cast<unsigned>(r.slots[base + k]));
+  }
+  wait(State::kWarpWait, line);
+  return low;
+}
+
 [[noreturn]] inline void fail(const std::string& what) {
   throw std::runtime_error("CUDA emulator, block " + std::to_string(rt().block_idx.x) + ": " + what);
 }
@@ -264,6 +284,8 @@ inline void launch(unsigned grid, unsigned block, size_t smem_bytes, uint64_t se
 #define __syncwarp(...) ::emu::wait(::emu::State::kWarpWait, __LINE__)
 #define __shfl_down_sync(mask, v, delta) ::emu::shfl_down((v), (delta), __LINE__)
 #define __shfl_sync(mask, v, src) ::emu::shfl_from((v), (src), __LINE__)
+#define __shfl_xor_sync(mask, v, lane_mask) ::emu::shfl_xor((v), (lane_mask), __LINE__)
+#define __reduce_min_sync(mask, v) ::emu::reduce_min((v), __LINE__)
 #define __ballot_sync(mask, pred) ::emu::ballot((pred), __LINE__)
 
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
