@@ -1,6 +1,6 @@
 """The CUDA kernels' own source, run on the CPU by a small emulator (tests/emulator/): every CUDA
-thread is a fiber that switches only at barriers, __syncwarp and warp shuffles, in an order drawn
-from a seed. CI has no GPU; this is where the kernel code itself, not only its CPU twin, executes.
+thread is a fiber that switches only at barriers, __syncwarp and warp shuffles, votes and
+reductions, in an order drawn from a seed. CI has no GPU; this is where the kernel code itself, not only its CPU twin, executes.
 
 Checked: the auction kernel's assignments (after the first-choice kernel, as the launcher runs
 them) are bit-identical to the twin's on the shared-memory and the global-memory path, whatever
