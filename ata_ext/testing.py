@@ -59,6 +59,16 @@ def tracking_costs(batch, tracks, detections, generator=None):
     return torch.cdist(p, det[:, torch.randperm(detections, generator=g)])
 
 
+def point_distances(batch, rows, cols=None, generator=None):
+    """Euclidean distances (batch, rows, cols), float32, between points drawn uniformly in the unit
+    square: rows value columns alike by degrees, where the auction's bidders stall (a handful
+    displace one another round after round) until path searches place them (auction.h, "Last
+    bidders")."""
+    cols = rows if cols is None else cols
+    points = torch.rand(2, batch, max(rows, cols), 2, generator=generator)
+    return torch.cdist(points[0, :, :rows], points[1, :, :cols])
+
+
 def solver_families(generator, large=False):
     """Yields (cost, maximize) batches that stress a batched solver: random, video-like, ties,
     constant, rectangular both ways (DETR-like too), float16/bfloat16/float64, huge ranges, tiny
@@ -134,11 +144,7 @@ def solver_families(generator, large=False):
     # 3, and a frame with a flat region of 28 equal tokens after one without (a scene cut).
     yield torch.rand(b(2, 8), 30, 10, generator=g).repeat_interleave(3, 2), False
     yield video_similarity(b(2, 16), 196, generator=g, repeated=28).mT, True
-    # Distances between points in the unit square: the auction's bidders stall (a handful displace
-    # one another round after round) and are then placed by path searches (auction.h, "Last
-    # bidders").
-    points = torch.rand(2, b(2, 16), 48, 2, generator=g)
-    yield torch.cdist(points[0], points[1]), False
+    yield point_distances(b(2, 16), 48, generator=g), False  # stalled bidders (point_distances)
     yield torch.rand(2, 1, 1, generator=g), False
     yield torch.rand(2, 1, 5, generator=g), True
     yield torch.rand(2, 5, 1, generator=g), False

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 import ata_ext
-from ata_ext.testing import (assert_optimal, assert_optimal_limited, auction_rounds, detr_costs, tracking_costs,
-                             video_similarity)
+from ata_ext.testing import (assert_optimal, assert_optimal_limited, auction_rounds, detr_costs, point_distances,
+                             tracking_costs, video_similarity)
 
 
 def problems(kind, batch, n, m=None, seed=0):
@@ -63,8 +63,7 @@ def problems(kind, batch, n, m=None, seed=0):
     if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
     if kind == "points":  # distances between points: stalled bidders (auction.h, "Last bidders")
-        points = torch.rand(2, batch, max(n, m or n), 2, generator=g)
-        return torch.cdist(points[0, :, :n], points[1, :, : m or n]), False
+        return point_distances(batch, n, m, generator=g), False
     cost = torch.rand(batch, n, m or n, generator=g)
     if kind == "forbid10":  # 10% of pairs forbidden, the diagonal kept (feasible): eps starts from the finite range
         cost[torch.rand(cost.shape, generator=g) < 0.1] = float("inf")

@@ -5,7 +5,7 @@ import os
 import torch
 
 import ata_ext
-from ata_ext.testing import assert_optimal, video_similarity
+from ata_ext.testing import assert_optimal, point_distances, video_similarity
 
 
 def mixed_first_choices(g):
@@ -32,13 +32,6 @@ def equal_columns(g):
     return cost
 
 
-def point_distances(g):
-    """Distances between points in the unit square: the auction's bidders stall, and up to eight
-    are placed by path searches one after another (auction.h, "Last bidders")."""
-    points = torch.rand(2, 4, 64, 2, generator=g)
-    return torch.cdist(points[0], points[1])
-
-
 def main():
     assert torch.cuda.is_available(), "needs a GPU"
     g = torch.Generator().manual_seed(0)
@@ -53,7 +46,7 @@ def main():
         (torch.rand(1, 240, 240, generator=g), False),        # global levels, many rounds, then path searches
         (equal_rows(g), False),                               # pools of equal rows, next to dummies
         (equal_columns(g), True),                             # equal columns: solved transposed
-        (point_distances(g), False),                          # stalled bidders' path searches
+        (point_distances(4, 64, generator=g), False),         # stalled bidders: up to eight path searches in a row
     ]
     # The first four, the pools, the equal columns and the point distances once more with global
     # levels behind candidate lists (the n > ~237 path) where they would fit in shared memory:

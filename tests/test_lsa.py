@@ -1016,18 +1016,18 @@ def test_auction_last_bidders_by_path():
     # is what keeps every row within eps of its best, which the optimum needs: square problems
     # large enough for long searches, of several kinds, against scipy (test_auction_keeps_eps_cs
     # checks the invariant itself).
-    from ata_ext.testing import auction_rounds, detr_costs
+    from ata_ext.testing import auction_rounds, detr_costs, point_distances
 
     g = torch.Generator().manual_seed(11)
     n = 160
-    points = torch.rand(2, 24, n, 2, generator=g)
+    points = point_distances(24, n, generator=g)
     forbidden = torch.rand(24, n, n, generator=g)
     forbidden[torch.rand(forbidden.shape, generator=g) < 0.3] = float("inf")
     forbidden[:, range(n), range(n)] = 0.5  # feasible
     kinds = [
         (torch.rand(48, n, n, generator=g), False),
         (torch.randint(0, 100, (24, n, n), generator=g).float(), True),  # ties
-        (torch.cdist(points[0], points[1]), False),
+        (points, False),
         (forbidden, False),
         (1 + 1e-9 * torch.rand(8, n, n, generator=g).double(), True),  # tiny gaps
     ]

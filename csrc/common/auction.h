@@ -553,7 +553,6 @@ C10_HOST_DEVICE inline bool path_passes_over(int32_t holder, int32_t reached_fro
   return holder >= r && reached_from == holder;
 }
 
-
 // A path search's distance to column k through a row reached at distance dc on its column of
 // value vc, whose value of k is v: its value drop, clipped at 0.
 C10_HOST_DEVICE inline int64_t path_relax(int64_t dc, int64_t vc, int64_t v) {
