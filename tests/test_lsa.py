@@ -207,6 +207,23 @@ def test_invalid_entries(device, algorithm):
             solve(torch.stack([torch.zeros(2, 2), cost]), mx, device, algorithm)
 
 
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+@pytest.mark.parametrize("n,m", [(3, 5), (4, 4), (5, 3), (9, 40), (40, 9)])
+def test_invalid_entry_anywhere(device, algorithm, n, m):
+    """A bad entry is reported wherever it sits, whichever way the problem lies in memory (rows
+    or columns contiguous; a problem with N > M is loaded transposed): problem k of the batch has
+    its bad entry at flat position k."""
+    nan, inf = float("nan"), float("inf")
+    g = torch.Generator().manual_seed(100 * n + m)
+    for bad, mx in ((nan, False), (nan, True), (-inf, False), (inf, True)):
+        cost = torch.rand(n * m, n, m, generator=g)
+        cost.view(n * m, n * m).fill_diagonal_(bad)
+        for view in (cost, cost.mT.contiguous().mT):
+            assert bool((solve(view, mx, device, algorithm, check=False) == -1).all())
+            with pytest.raises(ValueError, match="invalid numeric entries .*problem 0 of the batch"):
+                solve(view, mx, device, algorithm)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="at least 2 dimensions"):
         ata_ext.linear_sum_assignment(torch.rand(5))
