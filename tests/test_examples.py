@@ -61,5 +61,12 @@ def test_tracking_example_solvers_agree():
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "every solver gave the same tracks" in r.stdout
-    for name in ("ata_ext batched", "ata_ext lapjv", "lapx lapjv", "scipy"):
+    # lapx is a test dependency, but a machine without network (a GPU check) may lack it.
+    try:
+        import lap  # noqa: F401
+
+        lapx = True
+    except ImportError:
+        lapx = False
+    for name in ("ata_ext batched", "ata_ext lapjv", "scipy") + (("lapx lapjv",) if lapx else ()):
         assert name in r.stdout
