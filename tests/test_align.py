@@ -522,7 +522,14 @@ def test_transforms_inside_torch_compile():
         a = torch.compile(lambda z: ata_ext.align(z)[0], backend="aot_eager")(fwAD.make_dual(x, tx))
         assert torch.equal(fwAD.unpack_dual(a).tangent, want)
     grad = torch.func.grad(lambda z: (ata_ext.align(z)[0] * tx).sum())
-    assert torch.equal(torch.compile(grad, backend="aot_eager")(x), ata_ext.dealign(tx, ata_ext.align(x)[1]))
+    try:
+        got = torch.compile(grad, backend="aot_eager")(x)
+    except torch._dynamo.exc.TorchRuntimeError as e:
+        # PyTorch 2.11 (the GPU machines' build) traces grad into the function register_autograd
+        # generates and raises pytorch/pytorch#170834 there: an error, never a wrong answer.
+        assert torch.__version__ < (2, 14) and "setup_context" in str(e)
+    else:
+        assert torch.equal(got, ata_ext.dealign(tx, ata_ext.align(x)[1]))
     vmapped = torch.compile(torch.func.vmap(ata_ext.align), backend="aot_eager", fullgraph=True)(x)
     assert all(torch.equal(a, b) for a, b in zip(vmapped, ata_ext.align(x)))
 
