@@ -219,9 +219,10 @@ def test_invalid_entry_anywhere(device, algorithm, n, m):
         cost = torch.rand(n * m, n, m, generator=g)
         cost.view(n * m, n * m).fill_diagonal_(bad)
         for view in (cost, cost.mT.contiguous().mT):
-            assert bool((solve(view, mx, device, algorithm, check=False) == -1).all())
-            with pytest.raises(ValueError, match="invalid numeric entries .*problem 0 of the batch"):
-                solve(view, mx, device, algorithm)
+            for limit in (None, 0.5):  # a cost limit makes every problem feasible, not a NaN valid
+                assert bool((solve(view, mx, device, algorithm, check=False, cost_limit=limit) == -1).all())
+                with pytest.raises(ValueError, match="invalid numeric entries .*problem 0 of the batch"):
+                    solve(view, mx, device, algorithm, cost_limit=limit)
 
 
 def test_bad_arguments():
