@@ -58,7 +58,7 @@ ATA_EXT_AVX2_CLONES LsaStatus lsa_load(const scalar_t* src, int64_t n, int64_t m
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
   const double sign = maximize ? -1.0 : 1.0;
   // probe stays 0 while every entry is finite (inf * 0 and NaN * 0 are NaN): a finiteness test
-  // that vectorises inside the copy, where a count of finite entries did not. amax is inf when
+  // that vectorises, where a count of finite entries did not. amax is inf when
   // some entry is (then recomputed below); mn, the smallest entry, is only used when none is.
   double probe = 0, amax = 0, mn = std::numeric_limits<double>::infinity();
   // Each row is copied, then reduced while it is in L1: a row read with a stride (a transposed
