@@ -52,7 +52,8 @@ def timed(fns, device, reps=7):
 
 
 def parts(x, device):
-    """align taken apart, each piece timed alone like the rest ({name: seconds}); on CUDA also
+    """align taken apart, each piece timed alone like the rest ({name: seconds}), and align with its
+    similarities computed in one bmm instead of one per frame pair (ATA_EXT_SIMILARITY_BMM); on CUDA also
     align replayed as one CUDA graph (eager time minus this is launch overhead) and the device's
     copy bandwidth, the yardstick for the gathers."""
     from ata_ext._align import alignment_permutations, frame_similarities
@@ -60,8 +61,19 @@ def parts(x, device):
     k = x.float() if device == "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x
     sim = frame_similarities(k)
     perm = ata_ext.align(x)[1]
+    def one_bmm(fn):  # fn with ATA_EXT_SIMILARITY_BMM=one: every frame pair in one bmm
+        def call():
+            os.environ["ATA_EXT_SIMILARITY_BMM"] = "one"
+            try:
+                return fn()
+            finally:
+                del os.environ["ATA_EXT_SIMILARITY_BMM"]
+        return call
+
     fns = {
         "similarities": lambda: frame_similarities(k),
+        "similarities in one bmm": one_bmm(lambda: frame_similarities(k)),
+        "align with one bmm": one_bmm(lambda: ata_ext.align(x)),
         "solver": lambda: ata_ext.linear_sum_assignment(sim, maximize=True, check=False),
         "permutations": lambda: alignment_permutations(x),
         "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
@@ -107,8 +119,9 @@ def main():
             "mm": lambda: [torch.bmm(x[:, t], x[:, t + 1].transpose(1, 2)) for t in range(shape[1] - 1)],
             # The same in one launch: the B*T frames as one batch, each with the next, so B - 1 of
             # the B*T - 1 products pair the last frame of a clip with the first of the next (work
-            # thrown away). Where launches dominate (a GPU) this may beat the floor above; then
-            # alignment's similarities could be computed this way (not done: not yet measured there).
+            # thrown away). Where launches dominate (a GPU) this may beat the floor above; align
+            # computes its similarities this way with ATA_EXT_SIMILARITY_BMM=one (--parts times it),
+            # the default until that is measured on a GPU being one bmm per pair.
             "mm1": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
             # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
             "clone": lambda: x.clone(),

@@ -346,6 +346,33 @@ def test_frame_similarities_op(device, dtype):
 
 
 @pytest.mark.parametrize("device", devices())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+def test_frame_similarities_in_one_bmm(device, dtype, monkeypatch):
+    # ATA_EXT_SIMILARITY_BMM=one (frame_similarities.h): all frame pairs in one bmm, the products
+    # across clips dropped. The same similarities in the same order (the products' rounding may
+    # differ on a GPU, where the batch size can change cuBLAS's kernel), and the same alignment;
+    # a non-contiguous key and T = 2 take the per-pair bmm.
+    g = torch.Generator().manual_seed(14)
+    k = torch.randn(3, 5, 9, 16, generator=g) * 3
+    k[1, 2, 4] = 0
+    k[2, 0, 5, :2] = float("inf")
+    kd = k.to(device, dtype)
+    tol = {torch.float32: 1e-6, torch.bfloat16: 1e-2, torch.float16: 1e-3}[dtype]
+    for key in (kd, kd[..., ::2], kd[:, :2]):
+        want = ops.frame_similarities(key)
+        monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")
+        got = ops.frame_similarities(key)
+        monkeypatch.delenv("ATA_EXT_SIMILARITY_BMM")
+        assert got.shape == want.shape and got.is_contiguous()
+        assert torch.allclose(got.float(), want.float(), atol=tol, rtol=0)
+    x = torch.randn(2, 6, 12, 8, generator=g).to(device)
+    want = ata_ext.align(x)
+    monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")
+    got = ata_ext.align(x)
+    assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
+
+
+@pytest.mark.parametrize("device", devices())
 def test_nonfinite_tokens_are_matched_last(device):
     # A token with NaN or infinite features has no similarity: it is matched after all others
     # (NONFINITE_SIMILARITY), the rest of its frames align as usual, and its values move with it.

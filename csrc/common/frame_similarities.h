@@ -7,12 +7,15 @@
 #include <ATen/core/LegacyTypeDispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/bmm.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/mul.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
+#include <cstdlib>
 #include <optional>
+#include <string_view>
 
 namespace ata_ext {
 
@@ -47,11 +50,26 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
     scale = std::nullopt;
   }
   at::Tensor sim = empty({T - 1, B, N, N}, dtype);
-  // One bmm per frame pair on strided views: a 4-D matmul of the frame slices would copy both
-  // operands first (they are not one strided batch), which measured 2.2x slower on the CPU.
-  for (int64_t t = 0; t + 1 < T; ++t) {
-    at::Tensor out = sim.select(0, t);
-    at::bmm_out(out, k.select(1, t), k.select(1, t + 1).transpose(1, 2));
+  // ATA_EXT_SIMILARITY_BMM=one (read at every call, for benchmarks/bench_align.py to compare on a
+  // GPU, where T - 1 launches may cost more than the products): all pairs in one bmm, the B * T
+  // frames as one batch each with the next. B - 1 of its B * T - 1 products pair a clip's last
+  // frame with the next clip's first and are dropped, and a copy puts the rest in sim's (T - 1, B)
+  // order. On the CPU, with more work and no launches to save, it measured 4-15% slower than the
+  // default ((16, 8, 196, 768) float32, 2 cores, bench_align.py --parts).
+  const char* bmm_env = std::getenv("ATA_EXT_SIMILARITY_BMM");
+  if (T > 2 && k.is_contiguous() && bmm_env != nullptr && std::string_view(bmm_env) == "one") {
+    const at::Tensor frames = k.view({B * T, N, k.size(3)});
+    at::Tensor pairs = at::empty({B, T, N, N}, sim.options());
+    at::Tensor products = pairs.view({B * T, N, N}).narrow(0, 0, B * T - 1);
+    at::bmm_out(products, frames.narrow(0, 0, B * T - 1), frames.narrow(0, 1, B * T - 1).transpose(1, 2));
+    sim.copy_(pairs.narrow(1, 0, T - 1).transpose(0, 1));
+  } else {
+    // One bmm per frame pair on strided views: a 4-D matmul of the frame slices would copy both
+    // operands first (they are not one strided batch), which measured 2.2x slower on the CPU.
+    for (int64_t t = 0; t + 1 < T; ++t) {
+      at::Tensor out = sim.select(0, t);
+      at::bmm_out(out, k.select(1, t), k.select(1, t + 1).transpose(1, 2));
+    }
   }
   static const auto normalize = c10::Dispatcher::singleton()
                                     .findSchemaOrThrow("ata_ext::normalize_similarities_", "")
