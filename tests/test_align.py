@@ -357,7 +357,7 @@ def test_frame_similarities_in_one_bmm(device, dtype, monkeypatch):
     k[1, 2, 4] = 0
     k[2, 0, 5, :2] = float("inf")
     kd = k.to(device, dtype)
-    tol = {torch.float32: 1e-6, torch.bfloat16: 1e-2, torch.float16: 1e-3}[dtype]
+    tol = {torch.float32: 2e-6, torch.bfloat16: 4e-2, torch.float16: 4e-3}[dtype]  # twice test_frame_similarities_op's
     for key in (kd, kd[..., ::2], kd[:, :2]):
         want = ops.frame_similarities(key)
         monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")
@@ -369,7 +369,12 @@ def test_frame_similarities_in_one_bmm(device, dtype, monkeypatch):
     want = ata_ext.align(x)
     monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")
     got = ata_ext.align(x)
-    assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
+    if device == "cpu":  # the same bits in the similarities, so the same permutations
+        assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
+    else:  # an equally good alignment: the same total similarity of each aligned frame pair
+        unit = [torch.nn.functional.normalize(a.double(), dim=-1) for a in (got[0], want[0])]
+        totals = [(u[:, :-1] * u[:, 1:]).sum((-1, -2)) for u in unit]
+        assert torch.allclose(*totals, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("device", devices())
