@@ -61,13 +61,18 @@ def parts(x, device):
     k = x.float() if device == "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x
     sim = frame_similarities(k)
     perm = ata_ext.align(x)[1]
-    def one_bmm(fn):  # fn with ATA_EXT_SIMILARITY_BMM=one: every frame pair in one bmm
+
+    def one_bmm(fn):  # fn with ATA_EXT_SIMILARITY_BMM=one (every frame pair in one bmm), then as before
         def call():
+            before = os.environ.get("ATA_EXT_SIMILARITY_BMM")
             os.environ["ATA_EXT_SIMILARITY_BMM"] = "one"
             try:
                 return fn()
             finally:
-                del os.environ["ATA_EXT_SIMILARITY_BMM"]
+                if before is None:
+                    del os.environ["ATA_EXT_SIMILARITY_BMM"]
+                else:
+                    os.environ["ATA_EXT_SIMILARITY_BMM"] = before
         return call
 
     fns = {
