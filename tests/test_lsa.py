@@ -953,17 +953,40 @@ def test_random_problems_match_scipy(device, algorithm, seed, count, max_n):
 def test_flat_rows_in_square_problems(device, algorithm):
     # The JV initialisation (square problems from 42) takes each row's minimum off it before the
     # column reduction, and reduces flat rows (one value everywhere) last: they tie with every
-    # column's minimum. Flat rows at the top, the bottom, scattered, all rows flat, each with its
-    # own value; integer costs, so the objective is exact. Maximising flips which rows are cheap.
+    # column's minimum; one or two flat rows sit it out, for the augmentation to place. Flat rows
+    # at the top, the bottom, scattered, all rows flat, one, two, each with its own value; integer
+    # costs, so the objective is exact. Maximising flips which rows are cheap.
     g = torch.Generator().manual_seed(23)
     n = 64
-    for rows in (range(10), range(n - 10, n), range(0, n, 5), range(n)):
+    for rows in (range(10), range(n - 10, n), range(0, n, 5), range(n), [0], [n // 2], [3, n - 1], range(3)):
         cost = torch.randint(0, 40, (4, n, n), generator=g).double()
         cost[:, list(rows)] = torch.randint(-5, 45, (4, len(rows), 1), generator=g).double()
         for maximize in (False, True):
             cols = solve(cost, maximize, device, algorithm=algorithm)
             for k in range(cost.shape[0]):
                 assert objective(cost[k], cols[k]) == scipy_objective(cost[k], maximize), (rows, maximize, k)
+
+
+@pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
+def test_nearly_square_problems(device, algorithm):
+    # One to a few rows (or columns) short of square, from 64 columns: JV pads them with flat rows
+    # to square; with one or two the padding sits its initialisation out. Integer costs (exact),
+    # uniform ones, and cosine similarities maximised, both orientations.
+    g = torch.Generator().manual_seed(31)
+    for m in (64, 100, 197):
+        for k in (1, 2, 3, 5):
+            for kind in ("int", "uniform", "cosine"):
+                if kind == "int":
+                    cost, maximize = torch.randint(0, 30, (3, m - k, m), generator=g).double(), False
+                elif kind == "uniform":
+                    cost, maximize = torch.rand(3, m - k, m, generator=g, dtype=torch.float64), False
+                else:
+                    f = torch.nn.functional.normalize(torch.randn(3, 2 * m - k, 32, generator=g), dim=-1)
+                    cost, maximize = (f[:, : m - k] @ f[:, m - k :].mT).double(), True
+                for c in (cost, cost.mT):
+                    cols = solve(c, maximize, device, algorithm)
+                    for b in range(c.shape[0]):
+                        check_optimal(device, algorithm, c[b], cols[b], maximize)
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 
 #include "lsa_batch_cpu.h"
 
@@ -22,6 +23,13 @@ constexpr int64_t kMinPadCols = 64;
 // and random cosine costs, 35% on integers in [0, 5); the JV initialisation won on uniform costs
 // from about 43, tied on cosine ones to 64).
 constexpr int64_t kMinInitN = 42;
+// Flat rows (one value in every column: a padding row, a zero token's similarities) tie at 0 in
+// every column of the column reduction (jv_init), so every column's dual stays 0 and tells the
+// other rows nothing: a problem one row short of square took 1.3-1.7x as long as the square one
+// (64 to 784 columns, uniform costs). Up to this many are left out of the initialisation and
+// placed at the end by the Dijkstra search, which walks other rows off the columns they took. The
+// walks are long: with 3 flat rows the two ways measured alike, from 4 on deferring lost.
+constexpr int64_t kMaxDeferredFlatRows = 2;
 
 // The full-row passes (column reduction, row minima, the Dijkstra relaxation) are compiled twice,
 // for AVX2 and the x86-64 baseline (ATA_EXT_AVX2_CLONES, lsa_batch_cpu.h).
@@ -200,7 +208,8 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   // more time. Among equal reduced costs the first row takes the column, and a flat row (one
   // value in every column) ties at 0 in all of them: flat rows go last, so they take only the
   // columns no other row wants as much (zero tokens first in video-like similarities took every
-  // column, and every other row was left to the augmenting row reduction).
+  // column, and every other row was left to the augmenting row reduction); up to
+  // kMaxDeferredFlatRows of them sit the initialisation out instead.
   s.matches.assign(n, 0);
   s.imin.assign(n, 0);
   std::vector<int64_t>& matches = s.matches;
@@ -227,7 +236,14 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
       reduce(i, lo);
     }
   }
-  for (const int64_t i : flat) reduce(i, c[i * n]);
+  // Deferred flat rows stay free (no column has them as its minimum) and the augmenting row
+  // reduction passes them over, so the augmentation places them.
+  std::array<int64_t, kMaxDeferredFlatRows> deferred;
+  deferred.fill(-1);
+  const auto ndeferred = static_cast<size_t>(flat.size() <= deferred.size() && flat.size() < static_cast<size_t>(n)
+                                                 ? flat.size() : 0);
+  std::copy(flat.begin(), flat.begin() + ndeferred, deferred.begin());
+  for (size_t k = ndeferred; k < flat.size(); ++k) reduce(flat[k], c[flat[k] * n]);
   // A row that is the minimum of several columns keeps only the last (highest) one.
   for (int64_t j = n - 1; j >= 0; --j) {
     if (++matches[imin[j]] == 1) { x[imin[j]] = j; s.y[j] = imin[j]; }
@@ -236,11 +252,11 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   for (int64_t i = 0; i < n; ++i) {
     if (matches[i] == 0) s.free_rows.push_back(i);
   }
-  // Every row the minimum of its own column: the sum of the duals (r_i and v[j]), a lower bound
-  // on any assignment, is reached. Video-like similarities mostly ended here (before the
-  // first-choice check took them), and skipping the transfer's pass over the matrix took 224 of
-  // them from 8.3 to 6.7 ms on one thread.
-  if (s.free_rows.empty()) return;
+  // Every row (but the deferred ones) the minimum of its own column: the sum of the duals (r_i
+  // and v[j]), a lower bound on any assignment, is reached. Video-like similarities mostly ended
+  // here (before the first-choice check took them), and skipping the transfer's pass over the
+  // matrix took 224 of them from 8.3 to 6.7 ms on one thread.
+  if (s.free_rows.size() == ndeferred) return;
   for (int64_t i = 0; i < n; ++i) {  // reduction transfer
     if (matches[i] != 1 || n < 2) continue;
     const int64_t j1 = x[i];
@@ -274,6 +290,10 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
     const int64_t max_steps = n * std::max<int64_t>(2, n / 64);
     while (k < nfree && steps++ < max_steps) {
       const int64_t i = fr[k++];
+      if (std::find(deferred.begin(), deferred.end(), i) != deferred.end()) {
+        fr[nnew++] = i;
+        continue;
+      }
       BestTwo b;
       if (!arr_best_two(c, n, i, v, s, top, b)) {
         fr[nnew++] = i;
