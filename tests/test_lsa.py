@@ -953,12 +953,12 @@ def test_random_problems_match_scipy(device, algorithm, seed, count, max_n):
 def test_flat_rows_in_square_problems(device, algorithm):
     # The JV initialisation (square problems from 42) takes each row's minimum off it before the
     # column reduction, and reduces flat rows (one value everywhere) last: they tie with every
-    # column's minimum; one or two flat rows sit it out, for the augmentation to place. Flat rows
-    # at the top, the bottom, scattered, all rows flat, one, two, each with its own value; integer
-    # costs, so the objective is exact. Maximising flips which rows are cheap.
+    # column's minimum; up to three flat rows sit it out, for the augmentation to place. Flat rows
+    # at the top, the bottom, scattered, all rows flat, one, two, three, four, each with its own
+    # value; integer costs, so the objective is exact. Maximising flips which rows are cheap.
     g = torch.Generator().manual_seed(23)
     n = 64
-    for rows in (range(10), range(n - 10, n), range(0, n, 5), range(n), [0], [n // 2], [3, n - 1], range(3)):
+    for rows in (range(10), range(n - 10, n), range(0, n, 5), range(n), [0], [n // 2], [3, n - 1], [5, 9, 40], range(4)):
         cost = torch.randint(0, 40, (4, n, n), generator=g).double()
         cost[:, list(rows)] = torch.randint(-5, 45, (4, len(rows), 1), generator=g).double()
         for maximize in (False, True):
@@ -970,7 +970,7 @@ def test_flat_rows_in_square_problems(device, algorithm):
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_nearly_square_problems(device, algorithm):
     # One to a few rows (or columns) short of square, from 64 columns: JV pads them with flat rows
-    # to square; with one or two the padding sits its initialisation out. Integer costs (exact),
+    # to square; with up to three the padding sits its initialisation out. Integer costs (exact),
     # uniform ones, and cosine similarities maximised, both orientations.
     g = torch.Generator().manual_seed(31)
     for m in (64, 100, 197):

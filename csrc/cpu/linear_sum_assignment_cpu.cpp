@@ -27,9 +27,10 @@ constexpr int64_t kMinInitN = 42;
 // every column of the column reduction (jv_init), so every column's dual stays 0 and tells the
 // other rows nothing: a problem one row short of square took 1.3-1.7x as long as the square one
 // (64 to 784 columns, uniform costs). Up to this many are left out of the initialisation and
-// placed at the end by the Dijkstra search, which walks other rows off the columns they took. The
-// walks are long: with 3 flat rows the two ways measured alike, from 4 on deferring lost.
-constexpr int64_t kMaxDeferredFlatRows = 2;
+// placed at the end by the Dijkstra search, which walks other rows off the columns they took.
+// The walks grow with their number: deferring 3 measured 1.06-1.73x as fast (128 to 1024
+// columns), 4 0.93-1.21x, 5 0.91-1.08x, 6 0.86-0.95x (one thread, alternating runs).
+constexpr int64_t kMaxDeferredFlatRows = 3;
 
 // The full-row passes (column reduction, row minima, the Dijkstra relaxation) are compiled twice,
 // for AVX2 and the x86-64 baseline (ATA_EXT_AVX2_CLONES, lsa_batch_cpu.h).
