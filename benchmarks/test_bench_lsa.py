@@ -1,7 +1,8 @@
 """pytest-benchmark microbenchmarks: ata_ext vs a scipy loop vs lapx, N in 49/196/784, batch 1 to
 1024, DETR-like 64 x (100 queries x 30 targets, 300 x 50), one 3072 x 3072 problem of small
-integers, problems of different sizes, and partial assignment with a cost limit (tracking-like),
-CPU (and CUDA when present). Each benchmark checks its answer against scipy first.
+integers, 64 x 196 x 196 point distances, 64 x 195 x 196 uniform, problems of different sizes,
+and partial assignment with a cost limit (tracking-like), CPU (and CUDA when present). Each
+benchmark checks its answer against scipy first.
 
     pytest benchmarks/test_bench_lsa.py --benchmark-group-by=param:n,param:batch
 """
@@ -10,7 +11,8 @@ import pytest
 import torch
 
 import ata_ext
-from ata_ext.testing import detr_costs, devices, scipy_limited_assignment, tracking_costs, video_similarity
+from ata_ext.testing import (detr_costs, devices, point_distances, scipy_limited_assignment, tracking_costs,
+                             video_similarity)
 
 # (kind, N, M, batch): square uniform and video-like, then DETR-like (queries x targets, clustered
 # predictions: ata_ext.testing.detr_costs with spread 0.1).
@@ -20,6 +22,9 @@ CASES += [("detr", 100, 30, 64), ("detr", 300, 50, 64)]
 # One large tie-heavy problem (integers in [0, 1000)), where lapx's order of scanning equal
 # distances once made it 5x faster than ata_ext (README, "The CPU solver").
 CASES += [("integers", 3072, 3072, 1)]
+# Euclidean distances between random points (tracking, point-set matching), the family with the
+# longest Dijkstra searches, and a problem one row short of square (padded with a flat row).
+CASES += [("points", 196, 196, 64), ("uniform", 195, 196, 64)]
 
 
 def problems(kind, n, m, batch):
@@ -30,6 +35,8 @@ def problems(kind, n, m, batch):
         return detr_costs(batch, n, m, 0.1, generator=g), False
     if kind == "integers":
         return torch.randint(0, 1000, (batch, n, m), generator=g).double(), False
+    if kind == "points":
+        return point_distances(batch, n, m, generator=g), False
     return torch.rand(batch, n, m, generator=g), False
 
 
