@@ -251,7 +251,8 @@ def scipy_objective(cost, maximize=False):
 def tolerance(cost, algorithm="jv", maximize=False):
     """The documented objective tolerance for one 2-D problem.
 
-    jv (CPU): 1e-9 * N * max|finite cost|, and 0 for integer-valued costs.
+    jv (CPU): 1e-9 * N * max|finite cost|, and 0 for integer-valued costs with N * max|cost| <
+    2**53 (larger ones are not exact in float64, the solver's arithmetic and objective's sum).
     auction (CUDA and its CPU twin): costs are quantised to Q integer levels over their finite
     range R, so the objective is within min(N, M) * R / Q of the optimum; Q = min(2**24,
     2**40 // (n+1)) with n = max(N, M), or about 2**40 / (n+1)**2 when a pair is forbidden. Integer
@@ -262,7 +263,8 @@ def tolerance(cost, algorithm="jv", maximize=False):
     if finite.numel() == 0:
         return 0.0
     integral = bool((finite == finite.round()).all())
-    float_noise = 0.0 if integral else 1e-9 * max(c.shape) * float(finite.abs().max())
+    big = max(c.shape) * float(finite.abs().max())
+    float_noise = 0.0 if integral and big < 2**53 else 1e-9 * big
     if algorithm == "jv":
         return float_noise
     n1 = max(c.shape) + 1

@@ -10,7 +10,7 @@ from hypothesis.extra import numpy as hnp
 
 import ata_ext
 from ata_ext.testing import (FLOAT_DTYPES, INT_DTYPES, assert_optimal, assert_optimal_limited, devices, objective,
-                             random_problems, scipy_objective, solver_families,
+                             random_problems, scipy_objective, solver_families, tolerance,
                              tracking_costs, video_similarity)
 
 # (device, algorithm) pairs: every CPU solver, and the default solver on each GPU.
@@ -965,6 +965,22 @@ def test_flat_rows_in_square_problems(device, algorithm):
             cols = solve(cost, maximize, device, algorithm=algorithm)
             for k in range(cost.shape[0]):
                 assert objective(cost[k], cols[k]) == scipy_objective(cost[k], maximize), (rows, maximize, k)
+
+
+def test_tolerance_is_zero_only_where_sums_are_exact():
+    # The testing helper's tolerance: 0 for integer-valued costs only while N * max|cost| < 2**53
+    # (then float64 sums of any assignment are exact); beyond that, two optimal assignments may sum
+    # to totals a rounding apart. Costs like +-1e300 are all integers as doubles: a fuzz of nearly
+    # square problems of them found solver and scipy a last bit apart, against a tolerance of 0.
+    small = torch.randint(-1000, 1000, (50, 60)).double()
+    assert tolerance(small) == 0
+    huge = (torch.rand(50, 60, generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 0.5) * 1e300
+    assert bool((huge == huge.round()).all())
+    assert tolerance(huge) == pytest.approx(1e-9 * 60 * float(huge.abs().max()))
+    assert tolerance(torch.full((3, 3), 2.0**60)) > 0  # int64-sized values too
+    # The auction's integer shortcut (range at most Q: no quantisation) still needs the float sum's.
+    levels = torch.full((3, 3), 2.0**60) + 1024 * torch.eye(3)  # a range of 1024 <= Q
+    assert tolerance(levels, "auction") == pytest.approx(1e-9 * 3 * float(levels.max()))
 
 
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
