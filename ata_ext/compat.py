@@ -48,9 +48,11 @@ def linear_sum_assignment(cost_matrix, maximize=False):
     a = _as_matrix(cost_matrix, lambda ndim: f"expected a matrix (2-D array), got a {ndim!r} array")
     if a.size == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    cols = _solve(a, bool(maximize))
+    cols = _solve(a, bool(maximize))  # int64, a fresh array
+    if a.shape[0] <= a.shape[1]:  # every row is matched (the solver raises otherwise)
+        return np.arange(a.shape[0], dtype=np.int64), cols
     rows = np.flatnonzero(cols >= 0)
-    return rows.astype(np.int64), cols[rows].astype(np.int64)
+    return rows.astype(np.int64, copy=False), cols[rows]
 
 
 def lapjv(cost, extend_cost=False, cost_limit=np.inf, return_cost=True):
