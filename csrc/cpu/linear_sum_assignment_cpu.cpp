@@ -241,8 +241,7 @@ ATA_EXT_AVX2_CLONES void jv_init(const double* c, int64_t n, int64_t* x, JvState
   // reduction passes them over, so the augmentation places them.
   std::array<int64_t, kMaxDeferredFlatRows> deferred;
   deferred.fill(-1);
-  const auto ndeferred = static_cast<size_t>(flat.size() <= deferred.size() && flat.size() < static_cast<size_t>(n)
-                                                 ? flat.size() : 0);
+  const size_t ndeferred = flat.size() <= deferred.size() && flat.size() < static_cast<size_t>(n) ? flat.size() : 0;
   std::copy(flat.begin(), flat.begin() + ndeferred, deferred.begin());
   for (size_t k = ndeferred; k < flat.size(); ++k) reduce(flat[k], c[flat[k] * n]);
   // A row that is the minimum of several columns keeps only the last (highest) one.
@@ -415,9 +414,9 @@ int64_t augment_by_lists(const double* c, int64_t cols, double best, int64_t& ns
 
 // The first j with w[j] == value, which must exist. Sixteen entries are compared at a time (GCC's
 // vector extensions: four AVX compares in the AVX2 clone; GCC makes scalar code of them for the
-// x86-64 baseline), then the block holding it is walked. The Dijkstra search below looks up the column of its minimum
-// once per scanned row; walking entry by entry there was about a third of the search's time on
-// Euclidean-distance costs (perf), where searches scan many rows.
+// x86-64 baseline), then the block holding it is walked. The Dijkstra search below looks up the
+// column of its minimum once per scanned row; walking entry by entry there was about a third of
+// the search's time on Euclidean-distance costs (perf), where searches scan many rows.
 inline int64_t find_first(const double* w, int64_t n, double value) {
   // w is only 8-byte aligned; may_alias lets a double array be read through the vector type.
   typedef double v4d __attribute__((vector_size(32), aligned(8), may_alias));
