@@ -183,7 +183,8 @@ def test_infeasible(device, algorithm):
         (torch.full((3, 3), inf), False),
     ]
     for cost, mx in cases:
-        with pytest.raises(ValueError, match="infeasible"):
+        # The error names the function the user called, whichever solver ran.
+        with pytest.raises(ValueError, match="^linear_sum_assignment.*: cost matrix is infeasible"):
             solve(cost, mx, device, algorithm)
         # check=False: no exception, the failed problem comes back all -1; others still solved.
         batch = torch.stack([cost, torch.zeros_like(cost)])
@@ -201,7 +202,7 @@ def test_invalid_entries(device, algorithm):
         (torch.tensor([[-inf, 1.0], [1.0, 1.0]]), False),
         (torch.tensor([[inf, 1.0], [1.0, 1.0]]), True),
     ]:
-        with pytest.raises(ValueError, match="invalid numeric entries"):
+        with pytest.raises(ValueError, match="^linear_sum_assignment.*: matrix contains invalid numeric entries"):
             solve(cost, mx, device, algorithm)
         with pytest.raises(ValueError, match="problem 1 of the batch"):
             solve(torch.stack([torch.zeros(2, 2), cost]), mx, device, algorithm)
@@ -740,7 +741,7 @@ def test_ragged_opcheck_and_compile():
 
 
 def test_auction_size_limit():
-    with pytest.raises(ValueError, match="at most 65535"):
+    with pytest.raises(ValueError, match=r"^linear_sum_assignment\(algorithm='auction'\): N and M must be at most 65535"):
         ata_ext.linear_sum_assignment(torch.rand(1, 65536), algorithm="auction")
 
 

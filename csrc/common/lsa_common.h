@@ -14,6 +14,10 @@
 
 namespace ata_ext {
 
+// What the lsa_auction op's errors call it: the name a user of ata_ext.linear_sum_assignment(...,
+// algorithm="auction") wrote, not the op's internal one.
+constexpr const char* kAuctionOpName = "linear_sum_assignment(algorithm='auction')";
+
 inline void lsa_check_input(const at::Tensor& cost, const char* op) {
   TORCH_CHECK_VALUE(cost.dim() >= 2, op, ": cost must have at least 2 dimensions (..., N, M), got shape ",
                     cost.sizes());

@@ -323,8 +323,8 @@ void check_auction_size(const at::Tensor& cost, const char* op) {
 }
 
 at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
-  check_auction_size(cost, "lsa_auction");
-  return lsa_run_batch(cost, maximize, check, "lsa_auction", [](const DenseProblem& p, int64_t* x, int64_t) {
+  check_auction_size(cost, kAuctionOpName);
+  return lsa_run_batch(cost, maximize, check, kAuctionOpName, [](const DenseProblem& p, int64_t* x, int64_t) {
     thread_local AuctionState s;
     RoundCounts counts;
     return auction_solve(p, x, s, counts);

@@ -978,7 +978,7 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
 }
 
 at::Tensor lsa_auction_cuda(const at::Tensor& cost, bool maximize, bool check) {
-  return auction_cuda(cost, maximize, check, "lsa_auction");
+  return auction_cuda(cost, maximize, check, kAuctionOpName);
 }
 
 // cost_limit is the CPU op's: ata_ext.linear_sum_assignment gives the kernel the extended problem
