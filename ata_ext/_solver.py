@@ -20,7 +20,8 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
         cost: tensor of shape (..., N, M), any number of batch dims, any real dtype (float16,
             bfloat16, float32, float64, uint8, int8, int16, int32, int64 or bool), any strides, on the CPU or a CUDA device.
             +inf (when minimising) or -inf (when maximising) marks a forbidden pair.
-        maximize: maximise the total instead of minimising it.
+        maximize: True to maximise the total instead of minimising it. maximize and check must be
+            bools: any other value (a string "no", say) raises instead of counting by its truth.
         cost_limit: a finite number, or None (the default). If given, rows may stay unmatched
             (-1): the matched pairs are those that minimise the sum of (cost - cost_limit) over
             them (maximise it, when maximising), so each is below the limit (above it) and a pair
@@ -41,7 +42,8 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     Raises:
         ValueError: rank < 2; "invalid numeric entries" for NaN or an infinity of the wrong sign;
             "infeasible" when forbidden pairs leave no complete assignment.
-        TypeError: non-tensor input, or a dtype not listed above (complex, float8, uint16-64).
+        TypeError: non-tensor input, a dtype not listed above (complex, float8, uint16-64), or
+            maximize or check not a bool.
 
     Problems of different sizes (DETR: a different number of targets per image): see
     linear_sum_assignment_ragged, or pad each on its shorter side with a constant, which is exact
@@ -70,11 +72,11 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     # One test for the usual case, the detailed ones only when it fails: a call on a small problem
     # (a tracker's frame) is mostly this function's and the dispatcher's fixed cost.
     if not (isinstance(cost, torch.Tensor) and cost.dtype in _DTYPES and cost.layout == torch.strided
-            and cost.dim() >= 2 and algorithm in _ALGORITHMS and (check is True or check is False)):
-        _raise_bad_input(cost, algorithm, check)
+            and cost.dim() >= 2 and algorithm in _ALGORITHMS and (check is True or check is False)
+            and (maximize is True or maximize is False)):
+        _raise_bad_input(cost, algorithm, check, maximize)
     if algorithm == "jv" and not cost.is_cpu:
         raise ValueError("linear_sum_assignment: algorithm='jv' runs on the CPU only; move the tensor with .cpu()")
-    maximize = bool(maximize)
     if cost_limit is not None:
         limit = _check_limit(cost_limit, "linear_sum_assignment")
         if algorithm != "auction" and (cost.is_cpu or cost.is_meta):  # JV takes the limit natively
@@ -93,9 +95,10 @@ def _check_flag(value, name):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
 
 
-def _raise_bad_input(cost, algorithm, check):
+def _raise_bad_input(cost, algorithm, check, maximize):
     """The error for linear_sum_assignment's arguments when its one-line test of them failed."""
     _check_flag(check, "linear_sum_assignment: check")
+    _check_flag(maximize, "linear_sum_assignment: maximize")
     if not isinstance(cost, torch.Tensor):
         raise TypeError(
             f"linear_sum_assignment: cost must be a torch.Tensor, got {type(cost).__name__} "
@@ -219,6 +222,7 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
     if algorithm not in _ALGORITHMS:
         raise ValueError(f"linear_sum_assignment_ragged: algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
     _check_flag(check, "linear_sum_assignment_ragged: check")
+    _check_flag(maximize, "linear_sum_assignment_ragged: maximize")
     if algorithm == "jv" and costs and not costs[0].is_cpu:
         raise ValueError("linear_sum_assignment_ragged: algorithm='jv' runs on the CPU only; move the tensors with .cpu()")
     if not costs:
@@ -227,7 +231,7 @@ def linear_sum_assignment_ragged(costs, maximize=False, *, cost_limit=None, algo
     if algorithm == "jv" or (algorithm == "auto" and (device.type == "cpu" or device.type == "meta")):
         # Jonker-Volgenant solves each problem at its own size, in parallel: no padding. (Meta
         # tensors go to the op's fake kernel: the shapes of the answer follow from the inputs'.)
-        rows, cols = ops.linear_sum_assignment_ragged.default(costs, bool(maximize), check,
+        rows, cols = ops.linear_sum_assignment_ragged.default(costs, maximize, check,
                                                               None if limit is None else float(limit))
         return list(zip(rows, cols))
     if limit is not None:

@@ -246,6 +246,14 @@ def test_bad_arguments():
             ata_ext.linear_sum_assignment_ragged([torch.rand(3, 3)], check=flag)
         with pytest.raises(TypeError, match="dealign: check must be True or False"):
             ata_ext.dealign(torch.rand(2, 3, 4), torch.arange(3).expand(2, 3), check=flag)
+    # So is maximize=: "no" is true, and maximising where the caller meant not to is a wrong answer
+    # with no error. Every path: each device's default, the auction, a cost limit, the ragged solver.
+    for flag in ("no", 1, None, np.bool_(True)):
+        for kw in ({}, {"algorithm": "auction"}, {"cost_limit": 0.5}):
+            with pytest.raises(TypeError, match="linear_sum_assignment: maximize must be True or False"):
+                ata_ext.linear_sum_assignment(torch.rand(3, 3), maximize=flag, **kw)
+        with pytest.raises(TypeError, match="linear_sum_assignment_ragged: maximize must be True or False"):
+            ata_ext.linear_sum_assignment_ragged([torch.rand(3, 3)], maximize=flag)
     for sparse in (torch.rand(3, 3).to_sparse(), torch.rand(3, 3).to_sparse_csr()):
         with pytest.raises(TypeError, match=r"cost must be a dense \(strided\) tensor, got layout torch.sparse"):
             ata_ext.linear_sum_assignment(sparse)
