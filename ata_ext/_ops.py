@@ -105,8 +105,9 @@ def _align_gather_fake(x, perm, nt=False, check=True):
 
 @torch.library.register_fake("ata_ext::align_scatter")
 def _align_scatter_fake(y, perm, nt=False, check=True):
-    torch._check(y.dim() >= 3, lambda: "align_scatter: expected features of shape (..., T, N, C)")
-    _check_same_device("align_scatter", "the features", y, "perm", perm)
+    # Named as the kernels name it (csrc/common/gather_common.h, kScatterOpName).
+    torch._check(y.dim() >= 3, lambda: "dealign: expected features of shape (..., T, N, C)")
+    _check_same_device("dealign", "the features", y, "perm", perm)
     return y.new_empty(_aligned_shape(y, nt))
 
 

@@ -173,16 +173,17 @@ def test_bad_input(device):
                        (lambda: ata_ext.dealign(x.cpu(), perm.cpu().to_sparse()), "perm")):
         with pytest.raises(TypeError, match=rf"^{name} must be a dense \(strided\) tensor"):
             call()
-    with pytest.raises(ValueError, match="perm must have shape"):
+    # dealign's errors name dealign (not the op behind it, align_scatter).
+    with pytest.raises(ValueError, match=r"^dealign: perm must have shape"):
         ata_ext.dealign(x, perm[..., :3])
-    with pytest.raises(TypeError, match="int64"):
+    with pytest.raises(TypeError, match="^dealign: perm must be int64"):
         ata_ext.dealign(x, perm.int())
     bad = perm.clone()
     bad[1, 2, 0] = 4  # out of range
-    with pytest.raises(ValueError, match="not a permutation"):
+    with pytest.raises(ValueError, match="^dealign: perm.* is not a permutation"):
         ata_ext.dealign(x, bad)
     bad[1, 2, 0] = bad[1, 2, 1]  # repeated
-    with pytest.raises(ValueError, match="not a permutation"):
+    with pytest.raises(ValueError, match="^dealign: perm.* is not a permutation"):
         ata_ext.dealign(x, bad)
     with pytest.raises(ValueError, match="not a permutation"):
         torch.ops.ata_ext.align_gather(x, bad, False, True)
@@ -203,7 +204,7 @@ def test_unchecked_gathers_stay_in_bounds(layout):
         for op, features in ((ops.align_gather, x), (ops.align_scatter, y)):
             with pytest.raises(ValueError, match=rf"perm\[5\] .* holds {value}, outside 0..3"):
                 op(features, bad, nt, False)
-        with pytest.raises(ValueError, match="outside 0..3"):
+        with pytest.raises(ValueError, match=r"^dealign: perm\[5\] .* outside 0..3"):
             ata_ext.dealign(y, bad, layout=layout, check=False)
     # Repeated indices are what check=False leaves to the caller: no error, the in-range rows moved.
     rep = perm.clone()

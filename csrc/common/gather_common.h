@@ -7,6 +7,10 @@
 
 namespace ata_ext {
 
+// What align_scatter's errors call it: dealign, the function through which a user's perm reaches
+// it (align_gather's perm comes from align's own solve, so its errors keep the op's name).
+constexpr const char* kScatterOpName = "dealign";
+
 // src is x (..., T, N, C) for a gather, y for a scatter ((..., N, T, C) when nt). Returns the
 // output's sizes and fills T, N, and the flattened batch B.
 inline std::vector<int64_t> gather_prepare(const at::Tensor& src, const at::Tensor& perm, bool nt, bool scatter,

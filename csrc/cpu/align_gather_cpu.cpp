@@ -81,7 +81,7 @@ at::Tensor align_gather_cpu(const at::Tensor& x, const at::Tensor& perm, bool nt
 }
 
 at::Tensor align_scatter_cpu(const at::Tensor& y, const at::Tensor& perm, bool nt, bool check) {
-  return copy_rows_cpu(y, perm, nt, /*scatter=*/true, check, "align_scatter");
+  return copy_rows_cpu(y, perm, nt, /*scatter=*/true, check, kScatterOpName);
 }
 
 }  // namespace

@@ -127,7 +127,7 @@ at::Tensor align_gather_cuda(const at::Tensor& x, const at::Tensor& perm, bool n
 }
 
 at::Tensor align_scatter_cuda(const at::Tensor& y, const at::Tensor& perm, bool nt, bool check) {
-  return copy_rows_cuda(y, perm, nt, /*scatter=*/true, check, "align_scatter");
+  return copy_rows_cuda(y, perm, nt, /*scatter=*/true, check, kScatterOpName);
 }
 #endif  // ATA_EXT_CUDA_EMULATOR
 
