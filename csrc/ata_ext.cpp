@@ -92,7 +92,7 @@ TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
 // Importing ata_ext._C runs the static registrations above; the module itself stays empty, so no
 // translation unit needs pybind11 or torch/extension.h (they dominate compile time).
 #include <Python.h>
-extern "C" PyMODINIT_FUNC PyInit__C(void) {
+PyMODINIT_FUNC PyInit__C(void) {  // PyMODINIT_FUNC includes extern "C" in C++
   static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&def);
 }

@@ -458,7 +458,13 @@ ATA_EXT_AVX2_CLONES bool jv_augment(const double* c, int64_t cols, int64_t f, in
   }
   int64_t nscanned = 0, sink = -1;
   while (true) {
-    if (best == kInf) return false;
+    // No finite path left. Tested as best >= the largest finite double, not best == inf: the
+    // minima come from omp simd reductions, whose private copies start at the identity, +inf
+    // with GCC but the largest finite double with Clang, which is then the minimum of columns
+    // that are all at +inf (taking it for a distance, the search ran off its arrays: a segfault
+    // on every infeasible problem). Real distances stay far below it (costs are scaled below
+    // 2^kMaxCostExp).
+    if (best >= std::numeric_limits<double>::max()) return false;
     int64_t j = 0;
     if (best_free == best) {
       while (!(w[j] == best && y[j] < 0)) ++j;
