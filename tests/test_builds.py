@@ -1,6 +1,6 @@
 """The ways to build besides the editable install the suite runs on: a source distribution that a
-wheel is built from and installed, and CMakeLists.txt against libtorch. Each must give a library
-that registers working ops. Compiling takes a while, so the builds run when ATA_EXT_TEST_BUILDS=1
+wheel is built from and installed, CMakeLists.txt against libtorch, the CPU module with the
+sanitizers and with Clang. Each must give a library that registers working ops. Compiling takes a while, so the builds run when ATA_EXT_TEST_BUILDS=1
 (scripts/test.sh, hence CI, sets it); checking the source distribution's contents always runs."""
 import glob
 import os
@@ -119,25 +119,52 @@ def test_cmake_build_and_load(tmp_path):
     assert r.stdout.strip() == "[1, 0, 2]"
 
 
-@builds
-@pytest.mark.skipif(shutil.which("clang++") is None, reason="needs clang++ (with OpenMP: libomp)")
-def test_clang_build_passes_the_solver_tests(tmp_path):
-    # The CPU build with Clang instead of GCC, then the solver and alignment tests against it.
-    # Compilers differ where the standards leave room: Clang starts an OpenMP simd min-reduction
-    # at the largest finite double where GCC starts at +inf, and the Dijkstra search crashed on
-    # every infeasible problem until it allowed for both (reduced_min in
-    # linear_sum_assignment_cpu.cpp). CI's machine has no Clang, so this runs where one is
-    # installed (Debian: apt-get install clang libomp-dev).
+def build_copy_and_test(tmp_path, build_env, test_env=None):
+    """Builds a copy of the tree in place, CPU-only, with build_env added to the environment, and
+    runs the solver, drop-in and alignment tests against that build (test_env added)."""
     src = tmp_path / "ata_ext"
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "build-*", "dist", "*.egg-info", "*.so", "__pycache__"))
-    env = dict(os.environ, CC="clang", CXX="clang++", USE_CUDA="0")
+    env = dict(os.environ, USE_CUDA="0", **build_env)
     r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src, env=env, capture_output=True,
                        text=True, timeout=1200)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    env = dict(os.environ, PYTHONPATH=str(src))
+    env = dict(os.environ, PYTHONPATH=str(src), **(test_env or {}))
     code = "import ata_ext, sys; sys.exit(0 if ata_ext.__file__.startswith(%r) else 1)" % str(src)
     assert subprocess.run([sys.executable, "-c", code], cwd=src, env=env, timeout=300).returncode == 0
-    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "tests/test_lsa.py",
+    # -s: a sanitizer's report goes to stderr as the process exits, past pytest's capture.
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-s", "-p", "no:cacheprovider", "tests/test_lsa.py",
                         "tests/test_compat.py", "tests/test_align.py"], cwd=src, env=env, capture_output=True, text=True,
                        timeout=1800)
-    assert r.returncode == 0, r.stdout[-6000:]
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-6000:]
+
+
+@builds
+@pytest.mark.skipif(shutil.which("clang++") is None, reason="needs clang++ (with OpenMP: libomp)")
+def test_clang_build_passes_the_solver_tests(tmp_path):
+    # Compilers differ where the standards leave room: Clang starts an OpenMP simd min-reduction
+    # at the largest finite double where GCC starts at +inf, and the Dijkstra search crashed on
+    # every infeasible problem until it allowed for both (jv_augment). CI's machine has no Clang,
+    # so this runs where one is installed (Debian: apt-get install clang libomp-dev).
+    build_copy_and_test(tmp_path, {"CC": "clang", "CXX": "clang++"})
+
+
+@builds
+def test_sanitized_build_passes_the_solver_tests(tmp_path):
+    # The CPU kernels built with AddressSanitizer and UndefinedBehaviorSanitizer (GCC's), each
+    # report fatal: an out-of-bounds access, a use after free, an overflow of a signed integer or a
+    # misaligned load in any test fails it. Python is not built with ASan, so its runtime is
+    # preloaded, and libstdc++ with it (otherwise ASan cannot find the real __cxa_throw and stops
+    # at the first C++ exception); leak checking is off (the interpreter never frees some memory).
+    def runtime(name):
+        path = subprocess.run(["g++", f"-print-file-name={name}"], capture_output=True, text=True).stdout.strip()
+        if not os.path.isabs(path):
+            pytest.skip(f"g++ has no {name}")
+        return os.path.realpath(path)
+
+    flags = "-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+    build_copy_and_test(
+        tmp_path,
+        {"CC": "gcc", "CXX": "g++", "CFLAGS": flags, "LDFLAGS": "-fsanitize=address,undefined"},
+        {"LD_PRELOAD": f"{runtime('libasan.so')} {runtime('libstdc++.so')}",
+         "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1", "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"},
+    )
