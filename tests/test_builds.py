@@ -149,6 +149,7 @@ def test_clang_build_passes_the_solver_tests(tmp_path):
 
 
 @builds
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ (GCC's sanitizers)")
 def test_sanitized_build_passes_the_solver_tests(tmp_path):
     # The CPU kernels built with AddressSanitizer and UndefinedBehaviorSanitizer (GCC's), each
     # report fatal: an out-of-bounds access, a use after free, an overflow of a signed integer or a
