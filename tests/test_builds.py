@@ -18,6 +18,8 @@ import ata_ext
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 builds = pytest.mark.skipif(os.environ.get("ATA_EXT_TEST_BUILDS") != "1", reason="set ATA_EXT_TEST_BUILDS=1")
+# What a copy of the tree leaves out: build outputs and hidden folders (.git, .venv, caches).
+SOURCE_ONLY = shutil.ignore_patterns(".*", "build", "build-*", "dist", "*.egg-info", "*.so", "__pycache__")
 # 3x3 problem with one optimum, [1, 0, 2] (cost 5), in scipy's documentation.
 PROBLEM = "[[4., 1., 3.], [2., 0., 5.], [3., 2., 2.]]"
 
@@ -27,7 +29,7 @@ def sdist(tmp_path_factory):
     # From a copy without build outputs or hidden folders (.git, .venv, caches): setuptools reuses
     # an existing egg-info's file list, which would hide a file missing from MANIFEST.in.
     src = tmp_path_factory.mktemp("src") / "ata_ext"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "build-*", "dist", "*.egg-info", "*.so", "__pycache__"))
+    shutil.copytree(ROOT, src, ignore=SOURCE_ONLY)
     out = tmp_path_factory.mktemp("sdist")
     r = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(out)], cwd=src, capture_output=True,
                        text=True, timeout=600)
@@ -123,7 +125,7 @@ def build_copy_and_test(tmp_path, build_env, test_env=None):
     """Builds a copy of the tree in place, CPU-only, with build_env added to the environment, and
     runs the solver, drop-in and alignment tests against that build (test_env added)."""
     src = tmp_path / "ata_ext"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "build", "build-*", "dist", "*.egg-info", "*.so", "__pycache__"))
+    shutil.copytree(ROOT, src, ignore=SOURCE_ONLY)
     env = dict(os.environ, USE_CUDA="0", **build_env)
     r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=src, env=env, capture_output=True,
                        text=True, timeout=1200)
