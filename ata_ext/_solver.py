@@ -67,7 +67,7 @@ def linear_sum_assignment(cost, maximize=False, *, cost_limit=None, algorithm="a
     ones. Where many rows want the same few columns (DETR-style matching early in training) it
     slows down; its last bidders' path searches are modelled to have narrowed that gap, not yet
     measured on a GPU, so time the CPU solver (cost.cpu()) there too. The CPU solver was the
-    faster choice for N >= 392 (README, "Where the auction is slow").
+    faster choice for N >= 392 (docs/solvers.md, "Where the auction is slow").
     """
     # One test for the usual case, the detailed ones only when it fails: a call on a small problem
     # (a tracker's frame) is mostly this function's and the dispatcher's fixed cost.

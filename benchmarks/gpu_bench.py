@@ -60,7 +60,7 @@ def problems(kind, batch, n, m=None, seed=0):
         return video_similarity(batch, n, generator=g, repeated=40).mT.contiguous(), True
     if kind == "track_lim":  # n tracks x m detections, solved with a cost limit
         return tracking_costs(batch, n, m, generator=g), False
-    if kind == "detr":  # n queries x m targets (README, "Where the auction is slow")
+    if kind == "detr":  # n queries x m targets (docs/solvers.md, "Where the auction is slow")
         return detr_costs(batch, n, m, 0.1, generator=g), False
     if kind == "points":  # distances between points: stalled bidders (auction.h, "Last bidders")
         return point_distances(batch, n, m, generator=g), False

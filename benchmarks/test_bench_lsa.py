@@ -20,7 +20,7 @@ CASES = [(k, n, n, b) for k in ("uniform", "video") for n in (49, 196, 784) for 
          if b * n * n <= 64 * 784 * 784]
 CASES += [("detr", 100, 30, 64), ("detr", 300, 50, 64)]
 # One large tie-heavy problem (integers in [0, 1000)), where lapx's order of scanning equal
-# distances once made it 5x faster than ata_ext (README, "The CPU solver").
+# distances once made it 5x faster than ata_ext (docs/solvers.md, "The CPU solver").
 CASES += [("integers", 3072, 3072, 1)]
 # Euclidean distances between random points (tracking, point-set matching), the family with the
 # longest Dijkstra searches, and a problem one row short of square (padded with a flat row).

@@ -606,7 +606,7 @@ def test_jv_long_tied_searches(maximize):
 @pytest.mark.parametrize("kind", ["flat_sample_rows", "half_constant_rows", "random_cosine"])
 def test_row_reduction_candidate_lists(device, algorithm, kind):
     """From n = 32 the JV row reduction scans short per-row candidate lists whose margin comes from
-    five evenly spaced sample rows (README, "The CPU solver"). Inputs that break that estimate
+    five evenly spaced sample rows (docs/solvers.md, "The CPU solver"). Inputs that break that estimate
     must still be solved exactly: sample rows almost constant (a margin of ~1e-10, so lists hold
     one or two columns and rows fall back to the augmentation), constant rows (lists too long:
     whole-row scans), and the random cosine similarities align solves on random features."""

@@ -1,6 +1,6 @@
 // CPU implementation of ata_ext::linear_sum_assignment: a Jonker-Volgenant shortest augmenting
 // path solver in float64, parallel over the batch (the batch driver is lsa_batch_cpu.h). The
-// README's "The CPU solver" describes its phases and what makes them fast.
+// docs/solvers.md ("The CPU solver") describes its phases and what makes them fast.
 #include <torch/library.h>
 
 #include <algorithm>
