@@ -1,8 +1,9 @@
 """pytest-benchmark microbenchmarks: ata_ext vs a scipy loop vs lapx, N in 49/196/784, batch 1 to
 1024, DETR-like 64 x (100 queries x 30 targets, 300 x 50), one 3072 x 3072 problem of small
 integers, 64 x 196 x 196 point distances, 64 x 195 x 196 uniform, problems of different sizes,
-and partial assignment with a cost limit (tracking-like), CPU (and CUDA when present). Each
-benchmark checks its answer against scipy first.
+partial assignment with a cost limit (tracking-like), and loops of one call per problem (the scipy
+drop-in against scipy), CPU (and CUDA when present). Each benchmark checks its answer against
+scipy first.
 
     pytest benchmarks/test_bench_lsa.py --benchmark-group-by=param:n,param:batch
 """
@@ -162,3 +163,28 @@ def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
     tol = 1e-9 if dev.device.type == "cpu" else 1e-3 * tracks  # the auction's quantisation, loosely
     assert np.allclose(saving(ata_ext.linear_sum_assignment(dev, cost_limit=limit).cpu().numpy()), ref, rtol=0, atol=tol)
     benchmark(synced(lambda: ata_ext.linear_sum_assignment(dev, cost_limit=limit), dev.is_cuda))
+
+
+@pytest.mark.parametrize("n", [5, 20, 50, 100])
+@pytest.mark.parametrize("solver", ["ata_ext", "ata_ext-compat", "scipy"])
+def test_lsa_single_problem(benchmark, solver, n):
+    # One problem a call, as code written against scipy calls it: what a call costs beyond the
+    # solve (README, "Fixed cost of a call"). A loop over 64 different problems, because one
+    # problem solved over and over is faster than a stream of different ones (the CPU's branch
+    # predictor learns it: 20 x 20 in scipy took less than half the time). ata_ext takes tensors,
+    # ata_ext-compat (the scipy drop-in) and scipy float64 numpy arrays.
+    from scipy.optimize import linear_sum_assignment
+
+    arrays = list(np.random.default_rng(n).random((64, n, n)))
+    benchmark.group = f"one problem a call, 64 x {n}x{n}"
+    ref = [c[linear_sum_assignment(c)].sum() for c in arrays]
+    if solver == "ata_ext":
+        tensors = [torch.from_numpy(c) for c in arrays]
+        solve = lambda: [ata_ext.linear_sum_assignment(t) for t in tensors]  # noqa: E731
+        got = [c[np.arange(n), k.numpy()].sum() for c, k in zip(arrays, solve())]
+    else:
+        f = ata_ext.compat.linear_sum_assignment if solver == "ata_ext-compat" else linear_sum_assignment
+        solve = lambda: [f(c) for c in arrays]  # noqa: E731
+        got = [c[rk].sum() for c, rk in zip(arrays, solve())]
+    assert np.allclose(got, ref, rtol=0, atol=1e-12)
+    benchmark(solve)
