@@ -14,6 +14,16 @@ FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 INT_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool]
 
 
+def stream_size(batch, n, m):
+    """How many different inputs a benchmark of `batch` problems of n x m cycles through: enough
+    for about 4 million costs a pass, 2 to 16. A solver given the same input over and over runs
+    faster than on a stream of new ones, as a training loop gives it, because the CPU's branch
+    predictor learns the input's branches (on the 2-core development machine one 196 x 196 uniform
+    problem took 1.8x as long in a stream, DETR-like 64 x 100 x 30 1.5x; scipy 1.0x; batches of
+    64 x 196 x 196 and more 1.0-1.1x)."""
+    return int(min(16, max(2, -(-4_000_000 // max(1, batch * n * m)))))
+
+
 def video_similarity(batch, n, channels=64, noise=0.3, generator=None, padding=0, repeated=0):
     """Cosine similarities of consecutive 'frames' whose patch features are a shuffled, noisy copy
     of the previous frame: the matrices ATA solves (maximize). Returns (batch, n, n) float32.

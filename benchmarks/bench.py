@@ -21,7 +21,7 @@ import torch
 
 import ata_ext
 from ata_ext.compat import lapjv
-from ata_ext.testing import detr_costs, tracking_costs, video_similarity
+from ata_ext.testing import detr_costs, stream_size, tracking_costs, video_similarity
 
 
 def machine():
@@ -50,17 +50,8 @@ def make(kind, batch, n, m, seed=0):
     raise ValueError(kind)
 
 
-# Each timed pass solves several different inputs of a case, one call each, and reports the time
-# per call: a solver given the same input over and over runs faster than on a stream of new ones,
-# as a training loop gives it, because the CPU's branch predictor learns the input's branches (on
-# the 2-core development machine one 196 x 196 uniform problem took 1.8x as long in a stream,
-# DETR-like 64 x 100 x 30 1.5x; scipy 1.0x; batches of 64 x 196 x 196 and more 1.0-1.1x).
-def variants(batch, n, m):
-    """How many different inputs a case cycles through: enough for about 4 million costs a pass,
-    2 to 16."""
-    return int(min(16, max(2, -(-4_000_000 // max(1, batch * n * m)))))
-
-
+# Each timed pass solves several different inputs of a case (ata_ext.testing.stream_size says how
+# many and why), one call each, and reports the time per call.
 def timeit(calls, budget=1.0, min_reps=3, max_reps=50):
     """Seconds per call: the min over passes, each pass every call of `calls` once, in turn (min:
     the least noisy estimate on a shared machine)."""
@@ -132,7 +123,7 @@ def run(cases, threads, budget):
     rows = []
     fns = solvers(threads)
     for kind, batch, n, m in cases:
-        made = [make(kind, batch, n, m, seed) for seed in range(variants(batch, n, m))]
+        made = [make(kind, batch, n, m, seed) for seed in range(stream_size(batch, n, m))]
         costs, mx = [c for c, _ in made], made[0][1]
         refs = None
         row = {"case": kind, "batch": batch, "n": n, "m": m, "maximize": mx, "inputs": len(costs), "seconds": {}}
@@ -167,7 +158,7 @@ def run_ragged(images, queries, max_targets, threads, budget):
 
     cuda = torch.cuda.is_available()
     inputs = []  # each: the torch costs, as numpy arrays, and on the GPU
-    for seed in range(variants(images, queries, max_targets)):
+    for seed in range(stream_size(images, queries, max_targets)):
         costs = ragged_detr(images, queries, max_targets, seed)
         inputs.append((costs, [c.numpy() for c in costs], [c.cuda() for c in costs] if cuda else None))
     fns = {"scipy loop": lambda costs, arrays, _: [scipy_lsa(a) for a in arrays],
@@ -224,7 +215,7 @@ def run_tracking(batch, tracks, detections, limit, threads, budget):
 
     cuda = torch.cuda.is_available()
     inputs = []  # each: the torch costs, as float64 numpy arrays, extended for scipy, on the GPU
-    for seed in range(variants(batch, tracks, detections)):
+    for seed in range(stream_size(batch, tracks, detections)):
         cost = tracking_costs(batch, tracks, detections, generator=torch.Generator().manual_seed(seed))
         arrays = cost.double().numpy()
         short = arrays if tracks <= detections else arrays.transpose(0, 2, 1)
