@@ -160,20 +160,21 @@ def run_ragged(images, queries, max_targets, threads, budget):
     inputs = []  # each: the torch costs, as numpy arrays, and on the GPU
     for seed in range(stream_size(images, queries, max_targets)):
         costs = ragged_detr(images, queries, max_targets, seed)
-        inputs.append((costs, [c.numpy() for c in costs], [c.cuda() for c in costs] if cuda else None))
-    fns = {"scipy loop": lambda costs, arrays, _: [scipy_lsa(a) for a in arrays],
-           "ata_ext cpu loop": lambda costs, arrays, _: [ata_ext.linear_sum_assignment(c) for c in costs],
-           "ata_ext cpu ragged": lambda costs, arrays, _: ata_ext.linear_sum_assignment_ragged(costs)}
+        inputs.append({"costs": costs, "arrays": [c.numpy() for c in costs],
+                       "gpu": [c.cuda() for c in costs] if cuda else None})
+    fns = {"scipy loop": lambda d: [scipy_lsa(a) for a in d["arrays"]],
+           "ata_ext cpu loop": lambda d: [ata_ext.linear_sum_assignment(c) for c in d["costs"]],
+           "ata_ext cpu ragged": lambda d: ata_ext.linear_sum_assignment_ragged(d["costs"])}
     try:
         import lap
 
-        fns["lapx loop"] = lambda costs, arrays, _: [lap.lapjvx(a, extend_cost=True, return_cost=False) for a in arrays]
+        fns["lapx loop"] = lambda d: [lap.lapjvx(a, extend_cost=True, return_cost=False) for a in d["arrays"]]
     except ImportError:
         pass
     if cuda:
 
-        def cuda_ragged(costs, arrays, on_gpu):
-            out = ata_ext.linear_sum_assignment_ragged(on_gpu)
+        def cuda_ragged(d):
+            out = ata_ext.linear_sum_assignment_ragged(d["gpu"])
             torch.cuda.synchronize()
             return out
 
@@ -184,17 +185,17 @@ def run_ragged(images, queries, max_targets, threads, budget):
                                               np.asarray(k.cpu() if isinstance(k, torch.Tensor) else k)].sum()
                          for a, (r, k) in zip(arrays, answer)])
 
-    refs = [totals(arrays, [scipy_lsa(a.astype(np.float64)) for a in arrays]) for _, arrays, _ in inputs]
+    refs = [totals(d["arrays"], [scipy_lsa(a.astype(np.float64)) for a in d["arrays"]]) for d in inputs]
     row = {"case": "detr ragged", "batch": images, "n": queries, "m": f"1-{max_targets}", "inputs": len(inputs),
            "seconds": {}}
     for name, fn in fns.items():
-        for inp, ref in zip(inputs, refs):
-            answer = fn(*inp)
+        for d, ref in zip(inputs, refs):
+            answer = fn(d)
             if name == "ata_ext cpu loop":
                 answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x in (r.numpy() for r in answer)]
-            if np.any(np.abs(totals(inp[1], answer) - ref) > 1e-9 * queries * max(float(np.abs(a).max()) for a in inp[1])):
+            if np.any(np.abs(totals(d["arrays"], answer) - ref) > 1e-9 * queries * max(float(np.abs(a).max()) for a in d["arrays"])):
                 raise AssertionError(f"{name}: objective differs from scipy's on the ragged DETR-like batch")
-        row["seconds"][name] = timeit([lambda inp=inp: fn(*inp) for inp in inputs], budget / 2 if name == "scipy loop" else budget,
+        row["seconds"][name] = timeit([lambda d=d: fn(d) for d in inputs], budget / 2 if name == "scipy loop" else budget,
                                       min_reps=1 if name == "scipy loop" else 3)
     t = row["seconds"]
     print(f"detr, {images} images x {queries} queries x 1-{max_targets} targets (different sizes): "
