@@ -19,9 +19,11 @@ constexpr int kMaxCostExp = 960;
 // padded to square (jv_solve).
 constexpr int64_t kMinPadCols = 64;
 // Square problems from this size get the initialisation (jv_init); smaller ones augment row by
-// row from zero duals, which measured faster below it (on one thread: n = 40 10-20% on uniform
-// and random cosine costs, 35% on integers in [0, 5); the JV initialisation won on uniform costs
-// from about 43, tied on cosine ones to 64).
+// row from zero duals. Which is faster below it depends on the costs: timed on a stream of
+// different batches (224 problems, one thread; one batch timed over and over, as first measured,
+// favoured the augmentation), at n = 37-41 the initialisation took 15-20% less time on uniform and
+// random cosine costs, but 40-50% more on integers in [0, 5) and 20-40% more on point distances
+// (integers in [0, 100) alike); from 42 to 64 it took 17-31% less on uniform and cosine costs.
 constexpr int64_t kMinInitN = 42;
 // Flat rows (one value in every column: a padding row, a zero token's similarities) tie at 0 in
 // every column of the column reduction (jv_init), so every column's dual stays 0 and tells the
