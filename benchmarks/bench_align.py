@@ -107,9 +107,10 @@ def main():
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--literal-clips", type=int, default=2, help="clips timed for the literal Algorithm 1 (scaled up)")
     p.add_argument("--parts", action="store_true", help="also time align's pieces (see parts())")
+    p.add_argument("--shape", default=None, help="B,T,N,C (default: 16,8,196,768 on the CPU, 32,8,196,768 on CUDA)")
     a = p.parse_args()
     cuda = a.device == "cuda"
-    shape = (32, 8, 196, 768) if cuda else (16, 8, 196, 768)
+    shape = tuple(map(int, a.shape.split(","))) if a.shape else (32, 8, 196, 768) if cuda else (16, 8, 196, 768)
     dtype = torch.bfloat16 if cuda else torch.float32
     from reference_ata import literal_align
 

@@ -68,3 +68,19 @@ def test_sanitizer_workload_with_cuda_faked(tmp_path):
     assert src.count('device="cuda"') >= 2
     (tmp_path / "workload.py").write_text(src.replace('device="cuda"', 'device="cpu"'))
     assert "sanitizer workload: ok" in run_faked("runpy.run_path('workload.py', run_name='__main__')", tmp_path)
+
+
+def test_bench_align_and_block_run(tmp_path):
+    """The align and encoder-block benchmarks (the GPU check runs them too) at a tiny shape: every
+    part is timed, and the profiler labels the block benchmark splits its time by still exist."""
+    for script, args in (("bench_align.py", ["--shape", "2,3,16,8", "--parts", "--literal-clips", "1"]),
+                         ("bench_block.py", ["--shape", "1,2,16,64", "--reps", "1"])):
+        out = tmp_path / (script + ".json")
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", script), *args, "--out", str(out)],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads((tmp_path / "bench_align.py.json").read_text())
+    assert [row["features"] for row in rows] == ["random", "coherent"]
+    assert all({"solver", "gather", "similarities", "align with one bmm"} <= set(row["parts_s"]) for row in rows)
+    block = json.loads((tmp_path / "bench_block.py.json").read_text())
+    assert all(seconds > 0 for seconds in block["parts_seconds"].values()), block
