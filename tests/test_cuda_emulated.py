@@ -23,6 +23,7 @@ import torch
 
 import ata_ext
 from ata_ext._ops import ops
+from conftest import fuzz_seeds
 from ata_ext.testing import assert_optimal, random_problems, solver_families
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -141,9 +142,10 @@ def test_kernel_bit_identical_to_twin(lib, path, wide):
             assert_optimal(cost[k].double(), out[k], mx, algorithm="auction")
 
 
-def test_kernel_bit_identical_to_twin_random(lib):
+@pytest.mark.parametrize("seed", fuzz_seeds(12), ids=lambda s: f"seed{s}")
+def test_kernel_bit_identical_to_twin_random(lib, seed):
     # Fuzzing (ata_ext.testing.random_problems) across the memory paths and block sizes.
-    for k, (cost, mx) in enumerate(random_problems(seed=12, count=120)):
+    for k, (cost, mx) in enumerate(random_problems(seed=seed, count=120)):
         shared_levels, list_cap = PATHS[list(PATHS)[k % 4]]
         out, status = emulated_twin(lib, cost, mx, shared_levels=shared_levels, wide=k % 8 < 4, seed=k,
                                     list_cap=list_cap)
