@@ -52,16 +52,18 @@ def make(kind, batch, n, m, seed=0):
 
 # Each timed pass solves several different inputs of a case (ata_ext.testing.stream_size says how
 # many and why), one call each, and reports the time per call.
-def timeit(calls, budget=1.0, min_reps=3, max_reps=50):
-    """Seconds per call: the min over passes, each pass every call of `calls` once, in turn (min:
-    the least noisy estimate on a shared machine)."""
-    calls[0]()  # warm-up (and CUDA context / allocator)
+def timeit(name, fn, inputs, budget=1.0, max_reps=50):
+    """Seconds per call of fn(input): the min over passes, each pass every input once, in turn (min:
+    the least noisy estimate on a shared machine). The scipy loop, the slowest, gets half the budget
+    and may stop after one pass."""
+    min_reps, budget = (1, budget / 2) if name == "scipy loop" else (3, budget)
+    fn(inputs[0])  # warm-up (and CUDA context / allocator)
     times, start = [], time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < max_reps):
         t = time.perf_counter()
-        for call in calls:
-            call()
-        times.append((time.perf_counter() - t) / len(calls))
+        for inp in inputs:
+            fn(inp)
+        times.append((time.perf_counter() - t) / len(inputs))
     return min(times)
 
 
@@ -135,8 +137,7 @@ def run(cases, threads, budget):
             for c, g, ref in zip(costs, got, refs):
                 if np.any(np.abs(g - ref) > 1e-9 * max(n, m) * float(c.abs().max())):
                     raise AssertionError(f"{name}: objective differs from scipy's on {kind} batch={batch} N={n}")
-            reps = (1, budget / 2) if name == "scipy loop" else (3, budget)
-            row["seconds"][name] = timeit([lambda inp=inp: solve(inp, mx) for inp in inputs], reps[1], min_reps=reps[0])
+            row["seconds"][name] = timeit(name, lambda inp: solve(inp, mx), inputs, budget)
         rows.append(row)
         print_row(row, len(rows) == 1)
     return rows
@@ -195,8 +196,7 @@ def run_ragged(images, queries, max_targets, threads, budget):
                 answer = [(np.flatnonzero(x >= 0), x[x >= 0]) for x in (r.numpy() for r in answer)]
             if np.any(np.abs(totals(d["arrays"], answer) - ref) > 1e-9 * queries * max(float(np.abs(a).max()) for a in d["arrays"])):
                 raise AssertionError(f"{name}: objective differs from scipy's on the ragged DETR-like batch")
-        row["seconds"][name] = timeit([lambda d=d: fn(d) for d in inputs], budget / 2 if name == "scipy loop" else budget,
-                                      min_reps=1 if name == "scipy loop" else 3)
+        row["seconds"][name] = timeit(name, fn, inputs, budget)
     t = row["seconds"]
     print(f"detr, {images} images x {queries} queries x 1-{max_targets} targets (different sizes): "
           + "  ".join(f"{k} {v * 1e3:.2f} ms" for k, v in t.items())
@@ -272,8 +272,7 @@ def run_tracking(batch, tracks, detections, limit, threads, budget):
         refs = got if refs is None else refs
         if any(np.any(np.abs(g - ref) > 1e-9 * max(tracks, detections)) for g, ref in zip(got, refs)):
             raise AssertionError(f"{name}: sum of (cost - limit) differs from scipy's on the tracking batch")
-        row["seconds"][name] = timeit([lambda d=d: fn(d) for d in inputs], budget / 2 if name == "scipy loop" else budget,
-                                      min_reps=1 if name == "scipy loop" else 3)
+        row["seconds"][name] = timeit(name, fn, inputs, budget)
     t = row["seconds"]
     lapx = [v for k, v in t.items() if k.startswith("lapx")]
     print(f"tracking, {batch} x {tracks} tracks x {detections} detections, cost_limit {limit}: "
