@@ -170,23 +170,29 @@ def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
     benchmark(synced(lambda: ata_ext.linear_sum_assignment(dev, cost_limit=limit), dev.is_cuda))
 
 
-@pytest.mark.parametrize("n", [5, 20, 50, 100])
+@pytest.mark.parametrize("shape", ["5x5", "20x20", "50x50", "100x100", "detr-100x5", "detr-100x20"])
 @pytest.mark.parametrize("solver", ["ata_ext", "ata_ext-compat", "scipy"])
-def test_lsa_single_problem(benchmark, solver, n):
+def test_lsa_single_problem(benchmark, solver, shape):
     # One problem a call, as code written against scipy calls it: what a call costs beyond the
     # solve (README, "Fixed cost of a call"). A loop over 64 different problems, because one
     # problem solved over and over is faster than a stream of different ones (the CPU's branch
     # predictor learns it: 20 x 20 in scipy took less than half the time). ata_ext takes tensors,
-    # ata_ext-compat (the scipy drop-in) and scipy float64 numpy arrays.
+    # ata_ext-compat (the scipy drop-in) and scipy float64 numpy arrays. Uniform n x n costs, and
+    # DETR's matcher's call: one image's 100 queries x its targets (clustered predictions).
     from scipy.optimize import linear_sum_assignment
 
-    arrays = list(np.random.default_rng(n).random((64, n, n)))
-    benchmark.group = f"one problem a call, 64 x {n}x{n}"
+    n, m = map(int, shape.split("-")[-1].split("x"))
+    if shape.startswith("detr"):
+        g = torch.Generator().manual_seed(m)
+        arrays = list(ata_ext.testing.detr_costs(64, n, m, spread=0.1, generator=g).double().numpy())
+    else:
+        arrays = list(np.random.default_rng(n).random((64, n, n)))
+    benchmark.group = f"one problem a call, 64 x {shape}"
     ref = [c[linear_sum_assignment(c)].sum() for c in arrays]
     if solver == "ata_ext":
         tensors = [torch.from_numpy(c) for c in arrays]
         solve = lambda: [ata_ext.linear_sum_assignment(t) for t in tensors]  # noqa: E731
-        got = [c[np.arange(n), k.numpy()].sum() for c, k in zip(arrays, solve())]
+        got = [c[np.flatnonzero(k >= 0), k[k >= 0]].sum() for c, k in zip(arrays, (k.numpy() for k in solve()))]
     else:
         f = ata_ext.compat.linear_sum_assignment if solver == "ata_ext-compat" else linear_sum_assignment
         solve = lambda: [f(c) for c in arrays]  # noqa: E731

@@ -89,11 +89,98 @@ TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
 }
 
 #ifdef ATA_EXT_PYTHON_MODULE
-// Importing ata_ext._C runs the static registrations above; the module itself stays empty, so no
-// translation unit needs pybind11 or torch/extension.h (they dominate compile time).
+// Importing ata_ext._C runs the static registrations above. The module's one function is the
+// drop-ins' way into the CPU solver (cpu/lsa_dense.h), written against the C API and the buffer
+// protocol, so no translation unit needs pybind11, numpy's headers or torch/extension.h (they
+// dominate compile time).
 #include <Python.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <optional>
+
+#include "cpu/lsa_dense.h"
+
+namespace {
+
+// Fills view with obj's buffer if it is C-contiguous, ndim-dimensional and of 8-byte items whose
+// format is one of `formats` (numpy's native float64 is "d", int64 "l" or "q"); else raises.
+bool get_buffer(PyObject* obj, Py_buffer* view, int ndim, const char* formats, bool writable, const char* name) {
+  const int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+  if (PyObject_GetBuffer(obj, view, flags) != 0) return false;
+  const char* f = view->format != nullptr ? view->format : "B";
+  if (*f == '@' || *f == '=' || *f == '<') ++f;  // native order (these builds are little-endian)
+  if (view->ndim != ndim || view->itemsize != 8 || f[0] == '\0' || f[1] != '\0' || !std::strchr(formats, f[0])) {
+    PyErr_Format(PyExc_TypeError, "lsa_pairs: %s must be a C-contiguous %d-D array of 8-byte '%s' items", name, ndim,
+                 formats);
+    PyBuffer_Release(view);
+    return false;
+  }
+  return true;
+}
+
+// lsa_pairs(cost, rows, cols, maximize, cost_limit) -> int: cost a C-contiguous float64 matrix,
+// rows and cols writable int64 arrays of at least min(N, M) entries, cost_limit a float or None.
+// Returns lsa_dense_pairs' answer (the number of pairs written, or minus the failed status).
+PyObject* lsa_pairs(PyObject*, PyObject* args) {
+  PyObject *cost_obj, *rows_obj, *cols_obj, *limit_obj;
+  int maximize;
+  if (!PyArg_ParseTuple(args, "OOOpO:lsa_pairs", &cost_obj, &rows_obj, &cols_obj, &maximize, &limit_obj)) {
+    return nullptr;
+  }
+  std::optional<double> limit;
+  if (limit_obj != Py_None) {
+    limit = PyFloat_AsDouble(limit_obj);
+    if (*limit == -1.0 && PyErr_Occurred()) return nullptr;
+    if (!std::isfinite(*limit)) {
+      PyErr_SetString(PyExc_ValueError, "lsa_pairs: cost_limit must be finite (None for no limit)");
+      return nullptr;
+    }
+  }
+  Py_buffer cost, rows, cols;
+  if (!get_buffer(cost_obj, &cost, 2, "d", false, "cost")) return nullptr;
+  if (!get_buffer(rows_obj, &rows, 1, "lq", true, "rows")) {
+    PyBuffer_Release(&cost);
+    return nullptr;
+  }
+  if (!get_buffer(cols_obj, &cols, 1, "lq", true, "cols")) {
+    PyBuffer_Release(&rows);
+    PyBuffer_Release(&cost);
+    return nullptr;
+  }
+  const int64_t n = cost.shape[0], m = cost.shape[1];
+  int64_t result = 0;
+  bool no_memory = false;
+  if (rows.shape[0] < std::min(n, m) || cols.shape[0] < std::min(n, m)) {
+    PyErr_SetString(PyExc_ValueError, "lsa_pairs: rows and cols need min(N, M) entries");
+  } else if (n > 0 && m > 0) {
+    Py_BEGIN_ALLOW_THREADS  // a large problem takes milliseconds; other Python threads run meanwhile
+    try {
+      result = ata_ext::lsa_dense_pairs(static_cast<const double*>(cost.buf), n, m, maximize != 0, limit,
+                                        static_cast<int64_t*>(rows.buf), static_cast<int64_t*>(cols.buf));
+    } catch (const std::bad_alloc&) {  // the solver's scratch vectors
+      no_memory = true;
+    }
+    Py_END_ALLOW_THREADS
+  }
+  PyBuffer_Release(&cols);
+  PyBuffer_Release(&rows);
+  PyBuffer_Release(&cost);
+  if (no_memory) return PyErr_NoMemory();
+  return PyErr_Occurred() ? nullptr : PyLong_FromLongLong(result);
+}
+
+PyMethodDef methods[] = {
+    {"lsa_pairs", lsa_pairs, METH_VARARGS, "The CPU solver on one float64 matrix, for ata_ext.compat."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
 PyMODINIT_FUNC PyInit__C(void) {  // PyMODINIT_FUNC includes extern "C" in C++
-  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
   return PyModule_Create(&def);
 }
 #endif

@@ -1,5 +1,7 @@
 """ata_ext.compat.linear_sum_assignment behaves like scipy.optimize.linear_sum_assignment, and
 ata_ext.compat.lapjv like lapx's lap.lapjv."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -55,6 +57,71 @@ def test_tensor_input():
     r, c = lsa(t)
     rs, cs = scipy_lsa(t.numpy())
     assert isinstance(r, np.ndarray) and t.numpy()[r, c].sum() == pytest.approx(t.numpy()[rs, cs].sum())
+
+
+def _problems(seed):
+    """Problems of every orientation and kind: uniform, integer ties, forbidden pairs, video-like
+    (whose rows end at their first choices) and transposed views."""
+    rng = np.random.default_rng(seed)
+    for n, m in [(1, 1), (2, 7), (7, 2), (5, 5), (20, 20), (100, 5), (5, 100), (60, 61), (64, 64)]:
+        yield rng.random((n, m))
+        yield rng.integers(0, 3, (n, m)).astype(np.float64)
+        c = rng.random((n, m))
+        c[rng.random((n, m)) < 0.2] = inf
+        c[np.arange(min(n, m)), np.arange(min(n, m))] = rng.random(min(n, m))  # stays feasible
+        yield c
+        yield rng.random((m, n)).T  # not C-contiguous: converted
+    yield ata_ext.testing.video_similarity(1, 49, generator=torch.Generator().manual_seed(seed))[0].double().numpy()
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("maximize", [False, True])
+def test_same_pairs_as_the_op(seed, maximize):
+    """The drop-in calls the CPU solver on the array's memory (not through the op): same pairs as
+    the op, in scipy's form, and scipy's optimum."""
+    for a in _problems(seed):
+        if maximize:
+            a = np.where(np.isinf(a), -inf, a)
+        r, c = lsa(a, maximize=maximize)
+        cols = ata_ext.linear_sum_assignment(torch.from_numpy(np.ascontiguousarray(a)), maximize=maximize).numpy()
+        assert r.dtype == c.dtype == np.int64 and np.array_equal(r, np.flatnonzero(cols >= 0))
+        assert np.array_equal(c, cols[r])
+        rs, cs = scipy_lsa(a, maximize=maximize)
+        assert a[r, c].sum() == pytest.approx(a[rs, cs].sum(), rel=1e-12)
+
+
+def test_threads_solve_at_once():
+    """The solver runs without the GIL, on per-thread scratch: threads solving at the same time
+    get the answers they get alone."""
+    problems = [a for seed in range(4) for a in _problems(seed)]
+    alone = [lsa(a) for a in problems]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lsa, problems * 4))
+    for (r, c), (r2, c2) in zip(alone * 4, together):
+        assert np.array_equal(r, r2) and np.array_equal(c, c2)
+
+
+def _read_only(a):
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("args, err, msg", [
+    ((np.ones((2, 2), np.float32), np.empty(2, np.int64), np.empty(2, np.int64), False, None), TypeError, "cost"),
+    ((np.ones((2, 4))[:, ::2], np.empty(2, np.int64), np.empty(2, np.int64), False, None), ValueError, "contiguous"),
+    ((np.ones(4), np.empty(2, np.int64), np.empty(2, np.int64), False, None), TypeError, "cost"),
+    ((np.ones((2, 2)), np.empty(2, np.int32), np.empty(2, np.int64), False, None), TypeError, "rows"),
+    ((np.ones((2, 2)), np.empty(2, np.int64), np.empty(2, np.float64), False, None), TypeError, "cols"),
+    ((np.ones((2, 2)), np.empty(1, np.int64), np.empty(2, np.int64), False, None), ValueError, "min"),
+    ((np.ones((2, 2)), np.empty(2, np.int64), np.empty(2, np.int64), False, nan), ValueError, "finite"),
+    ((np.ones((2, 2)), np.empty(2, np.int64), np.empty(2, np.int64), False, "1"), TypeError, "real number"),
+    ((np.ones((2, 2)), np.empty(2, np.int64), _read_only(np.zeros(2, np.int64)), False, None), ValueError, "read-only"),
+])
+def test_solver_entry_rejects_bad_buffers(args, err, msg):
+    """The drop-ins' way into the solver (ata_ext._C.lsa_pairs) raises on what would make it read
+    or write the wrong memory, instead of crashing."""
+    with pytest.raises(err, match=msg):
+        ata_ext._C.lsa_pairs(*args)
 
 
 BAD = [

@@ -7,6 +7,7 @@
 #include <array>
 
 #include "lsa_batch_cpu.h"
+#include "lsa_dense.h"
 
 namespace ata_ext {
 namespace {
@@ -600,6 +601,16 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> linear_sum_assignme
 }
 
 }  // namespace
+
+int64_t lsa_dense_pairs(const double* c, int64_t n, int64_t m, bool maximize, std::optional<double> cost_limit,
+                        int64_t* rows, int64_t* cols) {
+  // Kept between calls, as the batch's per-thread scratch is kept between its problems: a loop of
+  // small problems then allocates nothing.
+  thread_local DenseProblem p;
+  thread_local std::vector<int64_t> sol;
+  const int32_t st = lsa_solve_one(c, n, m, m, 1, maximize, 0, jv_solve_threaded, p, sol, cost_limit);
+  return st == kOk ? lsa_pairs(sol, n, m, rows, cols) : -st;
+}
 
 TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
   m.impl("linear_sum_assignment", &linear_sum_assignment_cpu);

@@ -236,6 +236,28 @@ int32_t lsa_solve_one(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int
   return st;
 }
 
+// Writes a solved n x m problem's matched pairs as scipy returns them, rows increasing, into rows
+// and cols (min(n, m) entries each) and returns how many there are (fewer with a cost limit).
+// sol is lsa_solve_one's: the column of each row, or of the transpose's rows when n > m.
+inline int64_t lsa_pairs(const std::vector<int64_t>& sol, int64_t n, int64_t m, int64_t* rows, int64_t* cols) {
+  int64_t t = 0;
+  if (n <= m) {
+    for (int64_t i = 0; i < n; ++i) {
+      if (sol[i] >= 0) rows[t] = i, cols[t++] = sol[i];
+    }
+    return t;
+  }
+  // Solved the transpose: sol[j] is column j's row (or -1); list the rows in order.
+  std::vector<int64_t> col_of_row(n, -1);
+  for (int64_t j = 0; j < m; ++j) {
+    if (sol[j] >= 0) col_of_row[sol[j]] = j;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (col_of_row[i] >= 0) rows[t] = i, cols[t++] = col_of_row[i];
+  }
+  return t;
+}
+
 // Runs `task(b, p, sol)` for every b in [0, count) in parallel, p and sol being the task's
 // scratch. Problems are uneven in cost (a random 196 x 196 one takes about 7x a video-like one),
 // and at::parallel_for splits its range statically: so each task claims problems from a shared
@@ -335,25 +357,12 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> lsa_run_list(at::Te
           status[k] = lsa_solve_one(c.const_data_ptr<scalar_t>(), n, m, c.stride(0), c.stride(1), maximize, k, solve,
                                     p, sol, limit);
         });
-        int64_t t = 0;
         if (status[k] != kOk) {
           std::fill(r, r + pairs, -1);
           std::fill(q, q + pairs, -1);
-          t = pairs;
-        } else if (n <= m) {
-          for (int64_t i = 0; i < n; ++i) {
-            if (sol[i] >= 0) r[t] = i, q[t++] = sol[i];
-          }
-        } else {  // solved the transpose: sol[j] is column j's row (or -1); list the rows in order
-          std::vector<int64_t> col_of_row(n, -1);
-          for (int64_t j = 0; j < m; ++j) {
-            if (sol[j] >= 0) col_of_row[sol[j]] = j;
-          }
-          for (int64_t i = 0; i < n; ++i) {
-            if (col_of_row[i] >= 0) r[t] = i, q[t++] = col_of_row[i];
-          }
+        } else {
+          matched[k] = lsa_pairs(sol, n, m, r, q);
         }
-        matched[k] = t;
       },
       [](int64_t) {});
   if (check) lsa_raise(status.data(), count, op, "costs[", "]");
