@@ -170,7 +170,7 @@ def test_lsa_cost_limit(benchmark, solver, batch, tracks, detections):
     benchmark(synced(lambda: ata_ext.linear_sum_assignment(dev, cost_limit=limit), dev.is_cuda))
 
 
-@pytest.mark.parametrize("shape", ["5x5", "20x20", "50x50", "100x100", "detr-100x5", "detr-100x20"])
+@pytest.mark.parametrize("shape", ["5x5", "10x10", "20x20", "50x50", "100x100", "detr-100x5", "detr-100x20"])
 @pytest.mark.parametrize("solver", ["ata_ext", "ata_ext-compat", "scipy"])
 def test_lsa_single_problem(benchmark, solver, shape):
     # One problem a call, as code written against scipy calls it: what a call costs beyond the
