@@ -284,6 +284,31 @@ def test_lapjv_limit_makes_infeasible_solvable():
     hnp.arrays(
         np.float64,
         hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=10),
+        elements=st.one_of(st.integers(-3, 3).map(float), st.floats(-1e6, 1e6), st.just(inf), st.just(nan)),
+    ),
+    st.booleans(),
+)
+def test_property_same_as_scipy(a, maximize):
+    """On random small matrices with ties, forbidden pairs and NaN: the drop-in raises exactly
+    where scipy does, with its message, and otherwise returns scipy's types, shapes and optimum."""
+    if maximize:
+        a = np.where(a == inf, -inf, a)
+    try:
+        rs, cs = scipy_lsa(a, maximize=maximize)
+    except ValueError as e:
+        with pytest.raises(ValueError, match=str(e)):
+            lsa(a, maximize=maximize)
+        return
+    r, c = lsa(a, maximize=maximize)
+    assert r.dtype == rs.dtype and c.dtype == cs.dtype and r.shape == rs.shape and c.shape == cs.shape
+    assert np.array_equal(r, np.sort(r)) and len(set(c.tolist())) == len(c)
+    assert a[r, c].sum() == pytest.approx(a[rs, cs].sum(), rel=1e-12, abs=1e-9)
+
+
+@given(
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=0, max_side=10),
         elements=st.one_of(st.integers(-3, 3).map(float), st.floats(-5, 5), st.just(inf)),  # ties, forbidden pairs
     ),
     st.one_of(st.just(inf), st.integers(-3, 3).map(float), st.floats(-5, 5)),
