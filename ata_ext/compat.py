@@ -18,7 +18,7 @@ def _as_matrix(cost_matrix, shape_message):
     anything else goes through float() entry by entry (so a list of numeric strings works, and
     "abc" is a ValueError). Then the shape is checked: shape_message(ndim) for anything not 2-D."""
     if isinstance(cost_matrix, torch.Tensor):
-        cost_matrix = cost_matrix.detach().cpu().numpy()
+        cost_matrix = cost_matrix.numpy(force=True)  # detached, on the CPU, conjugate and negation resolved
     if isinstance(cost_matrix, np.ndarray):
         a = cost_matrix.astype(np.float64, casting="safe", copy=False)
     else:

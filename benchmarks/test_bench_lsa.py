@@ -176,26 +176,28 @@ def test_lsa_single_problem(benchmark, solver, shape):
     # One problem a call, as code written against scipy calls it: what a call costs beyond the
     # solve (README, "Fixed cost of a call"). A loop over 64 different problems, because one
     # problem solved over and over is faster than a stream of different ones (the CPU's branch
-    # predictor learns it: 20 x 20 in scipy took less than half the time). ata_ext takes tensors,
-    # ata_ext-compat (the scipy drop-in) and scipy float64 numpy arrays. Uniform n x n costs, and
-    # DETR's matcher's call: one image's 100 queries x its targets (clustered predictions).
+    # predictor learns it: 20 x 20 in scipy took less than half the time). Uniform n x n costs as
+    # float64 numpy arrays (tensors for ata_ext); and DETR's matcher's call as it makes it: one
+    # batch's float32 cost matrix, 100 queries x every image's targets, split into one strided
+    # column block per image, each passed as it is (clustered predictions).
     from scipy.optimize import linear_sum_assignment
 
     n, m = map(int, shape.split("-")[-1].split("x"))
     if shape.startswith("detr"):
         g = torch.Generator().manual_seed(m)
-        arrays = list(ata_ext.testing.detr_costs(64, n, m, spread=0.1, generator=g).double().numpy())
+        inputs = list(ata_ext.testing.detr_costs(1, n, 64 * m, spread=0.1, generator=g)[0].split(m, -1))
+        arrays = [c.double().numpy() for c in inputs]
     else:
-        arrays = list(np.random.default_rng(n).random((64, n, n)))
+        inputs = arrays = list(np.random.default_rng(n).random((64, n, n)))
     benchmark.group = f"one problem a call, 64 x {shape}"
     ref = [c[linear_sum_assignment(c)].sum() for c in arrays]
     if solver == "ata_ext":
-        tensors = [torch.from_numpy(c) for c in arrays]
+        tensors = [torch.as_tensor(c) for c in inputs]
         solve = lambda: [ata_ext.linear_sum_assignment(t) for t in tensors]  # noqa: E731
         got = [c[np.flatnonzero(k >= 0), k[k >= 0]].sum() for c, k in zip(arrays, (k.numpy() for k in solve()))]
     else:
         f = ata_ext.compat.linear_sum_assignment if solver == "ata_ext-compat" else linear_sum_assignment
-        solve = lambda: [f(c) for c in arrays]  # noqa: E731
+        solve = lambda: [f(c) for c in inputs]  # noqa: E731
         got = [c[rk].sum() for c, rk in zip(arrays, solve())]
     assert np.allclose(got, ref, rtol=0, atol=1e-12)
     benchmark(solve)

@@ -53,10 +53,16 @@ def test_same_answer_as_scipy(case, maximize):
 
 
 def test_tensor_input():
-    t = torch.rand(5, 7, dtype=torch.float64)
-    r, c = lsa(t)
-    rs, cs = scipy_lsa(t.numpy())
-    assert isinstance(r, np.ndarray) and t.numpy()[r, c].sum() == pytest.approx(t.numpy()[rs, cs].sum())
+    """Tensors as DETR's matcher passes them (float32 column blocks of one matrix, each a strided
+    view), one that requires grad, and a lazily negated view: scipy's optimum on their values."""
+    C = torch.rand(100, 12)
+    views = list(C.split([5, 7], -1)) + [torch.rand(5, 7, dtype=torch.float64, requires_grad=True),
+                                         torch._neg_view(torch.rand(6, 6, dtype=torch.float64))]
+    for t in views:
+        a = t.detach().resolve_neg().numpy()
+        r, c = lsa(t)
+        rs, cs = scipy_lsa(a)
+        assert isinstance(r, np.ndarray) and a[r, c].sum() == pytest.approx(a[rs, cs].sum(), rel=1e-12)
 
 
 def _problems(seed):
