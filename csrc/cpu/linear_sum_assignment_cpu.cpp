@@ -605,11 +605,15 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> linear_sum_assignme
 int64_t lsa_dense_pairs(const double* c, int64_t n, int64_t m, bool maximize, std::optional<double> cost_limit,
                         int64_t* rows, int64_t* cols) {
   // Kept between calls, as the batch's per-thread scratch is kept between its problems: a loop of
-  // small problems then allocates nothing.
+  // small problems then allocates nothing. But not the copy of a large problem, which would stay
+  // allocated in the caller's thread for good (800 MB after one 10^4 x 10^4 problem); from 2^20
+  // entries (8 MB) allocating it afresh costs little beside the solve, as it did through the op.
   thread_local DenseProblem p;
   thread_local std::vector<int64_t> sol;
   const int32_t st = lsa_solve_one(c, n, m, m, 1, maximize, 0, jv_solve_threaded, p, sol, cost_limit);
-  return st == kOk ? lsa_pairs(sol, n, m, rows, cols) : -st;
+  const int64_t pairs = st == kOk ? lsa_pairs(sol, n, m, rows, cols) : -st;
+  if (p.c.capacity() > (size_t{1} << 20)) std::vector<double>().swap(p.c);
+  return pairs;
 }
 
 TORCH_LIBRARY_IMPL(ata_ext, CPU, m) {
