@@ -1,10 +1,11 @@
 """Shared test configuration: a fixed hypothesis profile so CI runs are bounded and repeatable;
 ATA_EXT_HYPOTHESIS_PROFILE=long runs the property tests much longer, on fresh random examples
-(a fuzzing campaign, not for CI). Likewise ATA_EXT_FUZZ=START:COUNT runs the fuzz tests over
+(a fuzzing campaign, not for CI); rss_mib, the process's resident set size. Likewise ATA_EXT_FUZZ=START:COUNT runs the fuzz tests over
 ata_ext.testing.random_problems (against scipy, and the CUDA kernel on the emulator against its
 twin) from seeds START .. START+COUNT-1 instead of CI's one each (fuzz_seeds)."""
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True)
@@ -20,3 +21,15 @@ def fuzz_seeds(*ci_seeds):
         return list(ci_seeds)
     start, count = (int(v) for v in spec.split(":"))
     return list(range(start, start + count))
+
+
+@pytest.fixture
+def rss_mib():
+    """A function giving this process's resident set size in MiB (Linux: /proc)."""
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("reads the resident set size from /proc")
+
+    def read():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return read

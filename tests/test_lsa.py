@@ -139,6 +139,29 @@ def test_cpu_answers_independent_of_threads(algorithm):
         torch.set_num_threads(threads)
 
 
+def test_large_problem_copies_are_not_kept(rss_mib):
+    """Threads keep their scratch from problem to problem and call to call, but not the copies as
+    large as a problem: the padded copy of a nearly square one and the scaled copy of one with
+    huge costs. Two 2000 x 2100 problems (the second also scaled) on two threads leave the resident
+    set less than half a copy larger; when kept, each thread held one. The copies (34 MiB and
+    more) are above glibc's largest mmap threshold (32 MiB), so a freed one goes back to the system
+    at once, and the resident set shows it."""
+    g = torch.Generator().manual_seed(3)
+    cost = torch.rand(2, 2000, 2100, generator=g, dtype=torch.float64)
+    cost[1] *= 1e300
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        solve(torch.rand(4, 50, 50, generator=g))  # the threads' small scratch, before the baseline
+        before = rss_mib()
+        out = solve(cost)
+        assert rss_mib() - before < 2100 * 2100 * 8 / 2**20 / 2
+    finally:
+        torch.set_num_threads(threads)
+    for b in range(2):
+        check_optimal("cpu", "jv", cost[b], out[b])
+
+
 @pytest.mark.parametrize("device,algorithm", SOLVERS, ids=SOLVER_IDS)
 def test_rectangular_unassigned_rows(device, algorithm):
     cost = torch.tensor([[5.0, 1.0], [0.0, 9.0], [2.0, 2.0], [1.0, 0.5]])
