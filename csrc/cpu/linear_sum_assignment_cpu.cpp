@@ -578,17 +578,6 @@ LsaStatus jv_solve(const DenseProblem& p, int64_t* x_out, JvState& s) {
   return kOk;
 }
 
-// Scratch as large as a problem is not kept in a thread once it holds more than this many
-// entries (8 MB of doubles): a thread-local copy of the largest problem a thread has solved would
-// stay allocated for good (a pool thread, or the caller's), one per thread. Allocating it afresh
-// costs page faults, about 1 ns an entry, small beside the solve of a problem that size.
-constexpr size_t kMaxKeptEntries = size_t{1} << 20;
-
-template <typename T>
-void release_if_large(std::vector<T>& v) {
-  if (v.capacity() > kMaxKeptEntries) std::vector<T>().swap(v);
-}
-
 LsaStatus jv_solve_threaded(const DenseProblem& p, int64_t* x, int64_t) {
   thread_local JvState s;
   const LsaStatus st = jv_solve(p, x, s);

@@ -322,12 +322,19 @@ void check_auction_size(const at::Tensor& cost, const char* op) {
                     ": N and M must be at most ", au::kMaxN, ", got shape ", cost.sizes());
 }
 
+// auction_solve with this thread's scratch, less its problem-sized levels (release_if_large).
+LsaStatus twin_solve(const DenseProblem& p, int64_t* x, RoundCounts& counts, bool verify = false) {
+  thread_local AuctionState s;
+  const LsaStatus st = auction_solve(p, x, s, counts, verify);
+  release_if_large(s.lv);
+  return st;
+}
+
 at::Tensor lsa_auction_cpu(const at::Tensor& cost, bool maximize, bool check) {
   check_auction_size(cost, kAuctionOpName);
   return lsa_run_batch(cost, maximize, check, kAuctionOpName, [](const DenseProblem& p, int64_t* x, int64_t) {
-    thread_local AuctionState s;
     RoundCounts counts;
-    return auction_solve(p, x, s, counts);
+    return twin_solve(p, x, counts);
   });
 }
 
@@ -343,9 +350,8 @@ at::Tensor lsa_auction_rounds_cpu(const at::Tensor& cost, bool maximize) {
   at::Tensor rounds = at::zeros({batch, 2}, cost.options().dtype(at::kLong));
   int64_t* r = rounds.data_ptr<int64_t>();
   lsa_run_batch(cost, maximize, /*check=*/true, "lsa_auction_rounds", [r](const DenseProblem& p, int64_t* x, int64_t b) {
-    thread_local AuctionState s;
     RoundCounts counts;
-    const LsaStatus st = auction_solve(p, x, s, counts, /*verify=*/true);
+    const LsaStatus st = twin_solve(p, x, counts, /*verify=*/true);
     r[2 * b] = counts.jacobi;
     r[2 * b + 1] = counts.steps;
     return st;

@@ -236,6 +236,15 @@ int32_t lsa_solve_one(const scalar_t* src, int64_t n, int64_t m, int64_t s0, int
   return st;
 }
 
+// Frees v if it holds more than 2^20 entries (8 MB of doubles). For thread-local scratch as large
+// as a problem: kept, each thread (a pool thread, or the caller's) would hold the largest copy it
+// ever made for good. Allocating it afresh costs page faults, small beside the solve of a problem
+// that size.
+template <typename T>
+void release_if_large(std::vector<T>& v) {
+  if (v.capacity() > (size_t{1} << 20)) std::vector<T>().swap(v);
+}
+
 // Writes a solved n x m problem's matched pairs as scipy returns them, rows increasing, into rows
 // and cols (min(n, m) entries each) and returns how many there are (fewer with a cost limit).
 // sol is lsa_solve_one's: the column of each row, or of the transpose's rows when n > m.
