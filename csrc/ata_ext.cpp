@@ -100,6 +100,7 @@ TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
 #include <cstring>
 #include <new>
 #include <optional>
+#include <string>
 
 #include "cpu/lsa_dense.h"
 
@@ -153,6 +154,7 @@ PyObject* lsa_pairs(PyObject*, PyObject* args) {
   const int64_t n = cost.shape[0], m = cost.shape[1];
   int64_t result = 0;
   bool no_memory = false;
+  std::optional<std::string> error;  // any other C++ exception's message: none may cross into Python
   if (rows.shape[0] < std::min(n, m) || cols.shape[0] < std::min(n, m)) {
     PyErr_SetString(PyExc_ValueError, "lsa_pairs: rows and cols need min(N, M) entries");
   } else if (n > 0 && m > 0) {
@@ -162,6 +164,8 @@ PyObject* lsa_pairs(PyObject*, PyObject* args) {
                                         static_cast<int64_t*>(rows.buf), static_cast<int64_t*>(cols.buf));
     } catch (const std::bad_alloc&) {  // the solver's scratch vectors
       no_memory = true;
+    } catch (const std::exception& e) {
+      error = e.what();
     }
     Py_END_ALLOW_THREADS
   }
@@ -169,6 +173,10 @@ PyObject* lsa_pairs(PyObject*, PyObject* args) {
   PyBuffer_Release(&rows);
   PyBuffer_Release(&cost);
   if (no_memory) return PyErr_NoMemory();
+  if (error) {
+    PyErr_SetString(PyExc_RuntimeError, error->c_str());
+    return nullptr;
+  }
   return PyErr_Occurred() ? nullptr : PyLong_FromLongLong(result);
 }
 

@@ -613,7 +613,7 @@ int64_t lsa_dense_pairs(const double* c, int64_t n, int64_t m, bool maximize, st
   thread_local DenseProblem p;
   thread_local std::vector<int64_t> sol;
   const int32_t st = lsa_solve_one(c, n, m, m, 1, maximize, 0, jv_solve_threaded, p, sol, cost_limit);
-  const int64_t pairs = st == kOk ? lsa_pairs(sol, n, m, rows, cols) : -st;
+  const int64_t pairs = st == kOk ? lsa_write_pairs(sol, n, m, rows, cols) : -st;
   release_if_large(p.c);
   return pairs;
 }

@@ -248,7 +248,7 @@ void release_if_large(std::vector<T>& v) {
 // Writes a solved n x m problem's matched pairs as scipy returns them, rows increasing, into rows
 // and cols (min(n, m) entries each) and returns how many there are (fewer with a cost limit).
 // sol is lsa_solve_one's: the column of each row, or of the transpose's rows when n > m.
-inline int64_t lsa_pairs(const std::vector<int64_t>& sol, int64_t n, int64_t m, int64_t* rows, int64_t* cols) {
+inline int64_t lsa_write_pairs(const std::vector<int64_t>& sol, int64_t n, int64_t m, int64_t* rows, int64_t* cols) {
   int64_t t = 0;
   if (n <= m) {
     for (int64_t i = 0; i < n; ++i) {
@@ -370,7 +370,7 @@ std::tuple<std::vector<at::Tensor>, std::vector<at::Tensor>> lsa_run_list(at::Te
           std::fill(r, r + pairs, -1);
           std::fill(q, q + pairs, -1);
         } else {
-          matched[k] = lsa_pairs(sol, n, m, r, q);
+          matched[k] = lsa_write_pairs(sol, n, m, r, q);
         }
       },
       [](int64_t) {});
