@@ -1,8 +1,9 @@
 """Shared test configuration: a fixed hypothesis profile so CI runs are bounded and repeatable;
 ATA_EXT_HYPOTHESIS_PROFILE=long runs the property tests much longer, on fresh random examples
-(a fuzzing campaign, not for CI); rss_mib, the process's resident set size. Likewise ATA_EXT_FUZZ=START:COUNT runs the fuzz tests over
+(a fuzzing campaign, not for CI). Likewise ATA_EXT_FUZZ=START:COUNT runs the fuzz tests over
 ata_ext.testing.random_problems (against scipy, and the CUDA kernel on the emulator against its
-twin) from seeds START .. START+COUNT-1 instead of CI's one each (fuzz_seeds)."""
+twin) from seeds START .. START+COUNT-1 instead of CI's one each (fuzz_seeds). And a fixture,
+rss_mib, reads the process's resident set size."""
 import os
 
 import pytest
