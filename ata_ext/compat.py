@@ -8,9 +8,6 @@ import torch
 
 from . import _C
 
-# The solver's failure statuses (csrc/common/status.h).
-_INVALID, _INFEASIBLE = 1, 2
-
 
 def _as_matrix(cost_matrix, shape_message):
     """cost_matrix as a C-contiguous float64 numpy matrix, converted as scipy (1.17) converts:
@@ -38,9 +35,9 @@ def _solve(a, maximize, cost_limit=None):
     rows = np.empty(k, dtype=np.int64)
     cols = np.empty(k, dtype=np.int64)
     t = _C.lsa_pairs(a, rows, cols, maximize, cost_limit)
-    if t == -_INVALID:
+    if t == -_C.STATUS_INVALID:
         raise ValueError("matrix contains invalid numeric entries")
-    if t == -_INFEASIBLE:
+    if t == -_C.STATUS_INFEASIBLE:
         raise ValueError("cost matrix is infeasible")
     if t < 0:  # pragma: no cover - the solver's other statuses are the auction's
         raise RuntimeError(f"linear_sum_assignment: internal error {-t}; please report it with the input")

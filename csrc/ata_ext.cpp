@@ -102,6 +102,7 @@ TORCH_LIBRARY_IMPL(ata_ext, CUDA, m) {
 #include <optional>
 #include <string>
 
+#include "common/status.h"
 #include "cpu/lsa_dense.h"
 
 namespace {
@@ -189,6 +190,13 @@ PyMethodDef methods[] = {
 
 PyMODINIT_FUNC PyInit__C(void) {  // PyMODINIT_FUNC includes extern "C" in C++
   static struct PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, methods};
-  return PyModule_Create(&def);
+  PyObject* module = PyModule_Create(&def);
+  // The failure statuses lsa_pairs returns negated, for the drop-ins to name (common/status.h).
+  if (module != nullptr && (PyModule_AddIntConstant(module, "STATUS_INVALID", ata_ext::kInvalid) != 0 ||
+                            PyModule_AddIntConstant(module, "STATUS_INFEASIBLE", ata_ext::kInfeasible) != 0)) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }
 #endif
