@@ -341,10 +341,18 @@ def assert_optimal_limited(cost, cols, limit, maximize=False, algorithm="jv"):
         got = float((values - limit).sum())
         r, k = scipy_limited_assignment(c, limit, maximize)
         ref = float((c.numpy()[r, k] - limit).sum())
-        short = c if n <= m else c.T
-        ext = torch.cat([short, torch.full((short.shape[0], short.shape[0]), float(limit), dtype=torch.float64)], 1)
-        t = tolerance(ext, algorithm, maximize)
+        t = limited_tolerance(c, limit, algorithm, maximize)
         assert abs(got - ref) <= t, f"problem {b}: sum of (cost - limit) {got!r}, scipy {ref!r} (tolerance {t})"
+
+
+def limited_tolerance(cost, limit, algorithm="jv", maximize=False):
+    """The documented tolerance on the sum of (cost - limit) for one 2-D problem solved with
+    cost_limit=limit: `tolerance` of the problem the solvers extend it to (the shorter side as
+    rows, followed by one column of the limit per row)."""
+    c = cost.detach().cpu().double()
+    short = c if c.shape[0] <= c.shape[1] else c.T
+    ext = torch.cat([short, torch.full((short.shape[0], short.shape[0]), float(limit), dtype=torch.float64)], 1)
+    return tolerance(ext, algorithm, maximize)
 
 
 def auction_rounds(cost, maximize=False):
