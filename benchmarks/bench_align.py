@@ -52,20 +52,21 @@ def timed(fns, device, reps=7):
 
 
 def parts(x, device):
-    """align taken apart, each piece timed alone like the rest ({name: seconds}), and align with its
-    similarities computed in one bmm instead of one per frame pair (ATA_EXT_SIMILARITY_BMM); on CUDA also
+    """align taken apart, each piece timed alone like the rest ({name: seconds}), the similarities and
+    align with each way of computing the products (ATA_EXT_SIMILARITY_BMM: one bmm, the default on
+    CUDA, or one per frame pair, the default on the CPU); on CUDA also
     align replayed as one CUDA graph (eager time minus this is launch overhead) and the device's
-    copy bandwidth, the yardstick for the gathers."""
+    copy bandwidth on 256 MiB and on x, the yardsticks for the gathers."""
     from ata_ext._align import alignment_permutations, frame_similarities
 
     k = x.float() if device == "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x
     sim = frame_similarities(k)
     perm = ata_ext.align(x)[1]
 
-    def one_bmm(fn):  # fn with ATA_EXT_SIMILARITY_BMM=one (every frame pair in one bmm), then as before
+    def bmm(mode, fn):  # fn with ATA_EXT_SIMILARITY_BMM=mode ("one" or "pair"), then as before
         def call():
             before = os.environ.get("ATA_EXT_SIMILARITY_BMM")
-            os.environ["ATA_EXT_SIMILARITY_BMM"] = "one"
+            os.environ["ATA_EXT_SIMILARITY_BMM"] = mode
             try:
                 return fn()
             finally:
@@ -76,9 +77,10 @@ def parts(x, device):
         return call
 
     fns = {
-        "similarities": lambda: frame_similarities(k),
-        "similarities in one bmm": one_bmm(lambda: frame_similarities(k)),
-        "align with one bmm": one_bmm(lambda: ata_ext.align(x)),
+        "similarities, one bmm": bmm("one", lambda: frame_similarities(k)),
+        "similarities, bmm per pair": bmm("pair", lambda: frame_similarities(k)),
+        "align, one bmm": bmm("one", lambda: ata_ext.align(x)),
+        "align, bmm per pair": bmm("pair", lambda: ata_ext.align(x)),
         "solver": lambda: ata_ext.linear_sum_assignment(sim, maximize=True, check=False),
         "permutations": lambda: alignment_permutations(x),
         "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
@@ -94,10 +96,14 @@ def parts(x, device):
         with torch.cuda.graph(graph):
             ata_ext.align(x)
         big = torch.empty(256 << 20, dtype=torch.uint8, device=device)
-        dst = torch.empty_like(big)
-        t = timed({"graph": graph.replay, "copy": lambda: dst.copy_(big)}, device, reps=9)
+        dst, same = torch.empty_like(big), torch.empty_like(x)
+        t = timed({"graph": graph.replay, "copy": lambda: dst.copy_(big), "copy x": lambda: same.copy_(x)},
+                  device, reps=9)
         out["align as one CUDA graph"] = t["graph"]
         out["copy_ GB/s"] = 2 * big.numel() / t["copy"] / 1e9  # bytes read + written
+        # The same copy at the gather's size and timed the same way (one call, then a sync), so
+        # that the fixed cost of a call weighs on both alike.
+        out["copy_ of x GB/s"] = 2 * x.numel() * x.element_size() / t["copy x"] / 1e9
     return out
 
 
@@ -120,14 +126,13 @@ def main():
         x = clip(kind, shape, dtype, a.device)
         flat = x.flatten(0, 1)  # (B*T, N, C), a view
         fns = {
-            # The floor: the frame-pair Gram matrices computed the fastest way we know (one bmm per
-            # frame pair on strided views; a 4-D matmul of the slices copies both operands first).
+            # The floor: the frame-pair Gram matrices, one bmm per frame pair on strided views (the
+            # fastest way on the CPU; a 4-D matmul of the slices copies both operands first).
             "mm": lambda: [torch.bmm(x[:, t], x[:, t + 1].transpose(1, 2)) for t in range(shape[1] - 1)],
             # The same in one launch: the B*T frames as one batch, each with the next, so B - 1 of
             # the B*T - 1 products pair the last frame of a clip with the first of the next (work
-            # thrown away). Where launches dominate (a GPU) this may beat the floor above; align
-            # computes its similarities this way with ATA_EXT_SIMILARITY_BMM=one (--parts times it),
-            # the default until that is measured on a GPU being one bmm per pair.
+            # thrown away). Where launches dominate (a GPU) this beats the floor above, and align
+            # computes its similarities this way on CUDA (--parts times both ways).
             "mm1": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
             # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
             "clone": lambda: x.clone(),
@@ -147,7 +152,7 @@ def main():
         row = {"features": kind, "shape": list(shape), "dtype": str(dtype), "device": a.device,
                "matmul_s": mm, "matmul_one_bmm_s": mm1, "clone_s": clone, "align_s": tn, "align_cold_s": cold, "align_nt_s": nt, "literal_s": lit}
         results.append(row)
-        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms (as one bmm {mm1 * 1e3:6.1f} ms)   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul)"
+        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms (as one bmm {mm1 * 1e3:6.1f} ms)   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul, {tn / mm1:4.2f}x one bmm)"
               + (f"   cold {cold * 1e3:6.1f} ms ({cold / mm:4.2f}x)" if cold else "") + f"   align nt {nt * 1e3:8.1f} ms ({nt / mm:4.2f}x)   literal Algorithm 1 {lit * 1e3:9.1f} ms"
               f" ({lit / tn:5.1f}x slower than align)")
         if a.parts:

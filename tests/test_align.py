@@ -349,23 +349,31 @@ def test_frame_similarities_op(device, dtype):
 @pytest.mark.parametrize("device", devices())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 def test_frame_similarities_in_one_bmm(device, dtype, monkeypatch):
-    # ATA_EXT_SIMILARITY_BMM=one (frame_similarities.h): all frame pairs in one bmm, the products
-    # across clips dropped. The same similarities in the same order (the products' rounding may
-    # differ on a GPU, where the batch size can change cuBLAS's kernel), and the same alignment;
-    # a non-contiguous key and T = 2 take the per-pair bmm.
+    # ATA_EXT_SIMILARITY_BMM=one (frame_similarities.h; the default on CUDA): all frame pairs in one
+    # bmm, the products across clips dropped; =pair (the default elsewhere): one bmm a frame pair.
+    # The same similarities in the same order (the products' rounding may differ on a GPU, where
+    # the batch size can change cuBLAS's kernel), and the same alignment; a non-contiguous key and
+    # T = 2 take the per-pair bmm. Another value is an error naming the variable.
     g = torch.Generator().manual_seed(14)
     k = torch.randn(3, 5, 9, 16, generator=g) * 3
     k[1, 2, 4] = 0
     k[2, 0, 5, :2] = float("inf")
     kd = k.to(device, dtype)
     tol = {torch.float32: 2e-6, torch.bfloat16: 4e-2, torch.float16: 4e-3}[dtype]  # twice test_frame_similarities_op's
+    default = ops.frame_similarities(kd)
     for key in (kd, kd[..., ::2], kd[:, :2]):
+        monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "pair")
         want = ops.frame_similarities(key)
         monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")
         got = ops.frame_similarities(key)
-        monkeypatch.delenv("ATA_EXT_SIMILARITY_BMM")
         assert got.shape == want.shape and got.is_contiguous()
         assert torch.allclose(got.float(), want.float(), atol=tol, rtol=0)
+        if key is kd:
+            assert torch.equal(default, got if device == "cuda" else want)
+    monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "ONE")
+    with pytest.raises(ValueError, match="ATA_EXT_SIMILARITY_BMM must be 'one' or 'pair', got 'ONE'"):
+        ops.frame_similarities(kd)
+    monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "pair")
     x = torch.randn(2, 6, 12, 8, generator=g).to(device)
     want = ata_ext.align(x)
     monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")

@@ -96,6 +96,6 @@ def test_bench_align_and_block_run(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads((tmp_path / "bench_align.py.json").read_text())
     assert [row["features"] for row in rows] == ["random", "coherent"]
-    assert all({"solver", "gather", "similarities", "align with one bmm"} <= set(row["parts_s"]) for row in rows)
+    assert all({"solver", "gather", "similarities, one bmm", "align, bmm per pair"} <= set(row["parts_s"]) for row in rows)
     block = json.loads((tmp_path / "bench_block.py.json").read_text())
     assert all(seconds > 0 for seconds in block["parts_seconds"].values()), block

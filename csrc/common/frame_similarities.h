@@ -1,5 +1,5 @@
-// ata_ext::frame_similarities, the same on every device: the feature norms, one bmm per frame
-// pair and ata_ext::normalize_similarities_. Backends register it with their own allocator for
+// ata_ext::frame_similarities, the same on every device: the feature norms, the frame pairs'
+// products (bmm) and ata_ext::normalize_similarities_. Backends register it with their own allocator for
 // the output (csrc/cpu/frame_similarities_cpu.cpp: the host block cache, since a fresh (T-1, B, N,
 // N) tensor faults in every page on the CPU; csrc/cuda/frame_similarities_cuda.cu: PyTorch's).
 #pragma once
@@ -15,6 +15,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace ata_ext {
@@ -50,14 +51,20 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
     scale = std::nullopt;
   }
   at::Tensor sim = empty({T - 1, B, N, N}, dtype);
-  // ATA_EXT_SIMILARITY_BMM=one (read at every call, for benchmarks/bench_align.py to compare on a
-  // GPU, where T - 1 launches may cost more than the products): all pairs in one bmm, the B * T
-  // frames as one batch each with the next. B - 1 of its B * T - 1 products pair a clip's last
-  // frame with the next clip's first and are dropped, and a copy puts the rest in sim's (T - 1, B)
-  // order. On the CPU, with more work and no launches to save, it measured 4-15% slower than the
-  // default ((16, 8, 196, 768) float32, 2 cores, bench_align.py --parts).
+  // Every frame pair's products in one bmm, or one bmm per pair. One bmm takes the B * T frames as
+  // one batch, each with the next: B - 1 of its B * T - 1 products pair a clip's last frame with
+  // the next clip's first and are dropped (14% more work at T = 8), and a copy puts the rest in
+  // sim's (T - 1, B) order. On a GPU the T - 1 launches cost more than that work: on an H200 align
+  // on (32, 8, 196, 768) bfloat16 took 0.35 instead of 0.44 ms on coherent features (2.23 instead
+  // of 2.32 on random ones; bench_align.py --parts). On the CPU, with no launches to save, one bmm
+  // measured 4-15% slower ((16, 8, 196, 768) float32, 2 cores). So the default is one bmm on CUDA
+  // and one a pair elsewhere; ATA_EXT_SIMILARITY_BMM=one or =pair (read at every call) picks one,
+  // for benchmarks/bench_align.py to time both.
   const char* bmm_env = std::getenv("ATA_EXT_SIMILARITY_BMM");
-  if (T > 2 && k.is_contiguous() && bmm_env != nullptr && std::string_view(bmm_env) == "one") {
+  const std::string_view bmm = bmm_env != nullptr ? bmm_env : (key.is_cuda() ? "one" : "pair");
+  TORCH_CHECK_VALUE(bmm == "one" || bmm == "pair", op, ": ATA_EXT_SIMILARITY_BMM must be 'one' or 'pair', got '",
+                    std::string(bmm), "'");
+  if (T > 2 && k.is_contiguous() && bmm == "one") {
     const at::Tensor frames = k.view({B * T, N, k.size(3)});
     at::Tensor pairs = at::empty({B, T, N, N}, sim.options());
     at::Tensor products = pairs.view({B * T, N, N}).narrow(0, 0, B * T - 1);
