@@ -26,8 +26,8 @@ Measures, answers checked against scipy on a sample first:
     README's per-round cost model: mean Jacobi rounds and steps (passes of the last bidders' path
     searches) per problem, and the slowest problem's 2.9 us * rounds + 1.15 us * steps, to check
     the model against the kernel (a search pass is costed as the single-bid chain step it replaced).
-  - the share of the op's time spent in the kernel (the rest: validation sync, allocation,
-    launch) and the kernel's achieved read bandwidth on the cost tensor.
+  - the share of the op's time spent in the solver's kernels (first choices and the auction; the
+    rest: validation sync, allocation, launch) and the cost tensor's size over their time.
 Writes a JSON file and prints a table.
 """
 import argparse
@@ -112,8 +112,9 @@ def scipy_time(cost, mx, max_problems=256):
 
 
 def kernel_time(cost, mx, **kw):
-    """The auction kernel's device time in one call with validation on (the default), from the
-    profiler (which inflates the call's wall time: the op's time is timed without it)."""
+    """The solver kernels' device time in one call with validation on (the default), from the
+    profiler (which inflates the call's wall time: the op's time is timed without it): the
+    first-choice kernel, which reads every cost, and the auction kernel."""
     from torch.profiler import ProfilerActivity, profile
 
     ata_ext.linear_sum_assignment(cost, maximize=mx, **kw)
@@ -123,7 +124,7 @@ def kernel_time(cost, mx, **kw):
         torch.cuda.synchronize()
     kernel_us = 0.0
     for evt in prof.key_averages():
-        if "auction_kernel" in evt.key:
+        if "auction_kernel" in evt.key or "first_choice_kernel" in evt.key:
             kernel_us += getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
     return kernel_us * 1e-6
 
@@ -159,10 +160,10 @@ def main():
         kern = row["kernel_s"] = kernel_time(gpu, mx, **kw)
         # The rest of the op's (unprofiled) time is validation, allocation and launch.
         row["kernel_share"] = kern / row["cuda_s"]
-        # Bytes the kernel must read: the cost tensor once for 4-byte types (the stats pass keeps
-        # the values in shared memory for quantisation), twice for the others.
-        reads = 1 if gpu.element_size() == 4 else 2
-        row["kernel_read_GBps"] = reads * gpu.numel() * gpu.element_size() / kern / 1e9 if kern else None
+        # The cost tensor's size over the kernels' time: a floor on their read bandwidth (the
+        # first-choice kernel reads every cost once; where first choices do not end a problem the
+        # auction kernel reads its costs again, once for 4-byte types, twice for the others).
+        row["kernel_read_GBps"] = gpu.numel() * gpu.element_size() / kern / 1e9 if kern else None
         row["problems_per_s"] = batch / row["cuda_s"]
         model = ""
         if max(n, m or n) <= 256 and limit is None:
