@@ -4,6 +4,8 @@
 # Builds ata_ext in place against that machine's own torch and nvcc (incremental: a second call
 # reuses ./build), then per stage:
 #   tests      the whole test suite with the CUDA tests active          -> tests.log
+#              (PYTEST_ARGS adds pytest arguments: PYTEST_ARGS='-k cuda' runs the tests on CUDA
+#              tensors alone, when GPU time is short: the whole suite took five minutes on an H200 machine)
 #   sanitizer  compute-sanitizer memcheck and racecheck on a small solver
 #              and gather workload (benchmarks/sanitizer_workload.py)  -> sanitizer.log
 #   bench      gpu_bench.py, bench_align.py, bench.py (CPU vs scipy vs CUDA), bench_block.py
@@ -63,7 +65,8 @@ if has tests; then
   t0=$SECONDS
   par=""
   if "$PY" -c "import xdist" 2>/dev/null; then par="-n $(( $(nproc) < 8 ? $(nproc) : 8 ))"; fi
-  "$PY" -m pytest -q -ra -p no:cacheprovider $par tests > "$OUTDIR/tests.log" 2>&1 || status=1
+  # PYTEST_ARGS is split into words on purpose.
+  "$PY" -m pytest -q -ra -p no:cacheprovider $par ${PYTEST_ARGS:-} tests > "$OUTDIR/tests.log" 2>&1 || status=1
   echo "tests: $(tail -n 1 "$OUTDIR/tests.log") ($((SECONDS - t0)) s)" >> "$summary"
 fi
 
