@@ -107,12 +107,68 @@ def parts(x, device):
     return out
 
 
+def kernels(x, reps=10):
+    """CUDA only. The device's own view of align, from the profiler's kernel times: each kernel's
+    time per call of align, their sum against the one-bmm matmul's, the gather kernel against a
+    copy_ of x's size and of 256 MiB (bytes read + written per second of kernel time); and each
+    call's time in a stream of `reps` calls back to back between two CUDA events (a training
+    loop's case, where the host enqueues ahead and no call waits on the last one's sync)."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    flat = x.flatten(0, 1)
+    perm = ata_ext.align(x)[1]
+    big = torch.empty(256 << 20, dtype=torch.uint8, device=x.device)
+    dst, same = torch.empty_like(big), torch.empty_like(x)
+    fns = {
+        "matmul, one bmm": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
+        "align": lambda: ata_ext.align(x),
+        "align nt": lambda: ata_ext.align(x, layout="nt"),
+        "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
+        "copy_ of x": lambda: same.copy_(x),
+        "copy_ 256 MiB": lambda: dst.copy_(big),
+    }
+    out = {"kernels per call (us)": {}, "kernel time per call (s)": {}, "stream time per call (s)": {}}
+    for name, fn in fns.items():
+        fn()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(reps):
+                fn()
+            torch.cuda.synchronize()
+        per_kernel = {}
+        for evt in prof.key_averages():
+            if evt.device_type == DeviceType.CUDA:
+                us = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
+                per_kernel[evt.key[:90]] = us / reps
+        out["kernels per call (us)"][name] = per_kernel
+        out["kernel time per call (s)"][name] = sum(per_kernel.values()) * 1e-6
+        best = float("inf")
+        for _ in range(5):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            for _ in range(reps):
+                fn()
+            stop.record()
+            stop.synchronize()
+            best = min(best, start.elapsed_time(stop) * 1e-3 / reps)
+        out["stream time per call (s)"][name] = best
+    k = out["kernel time per call (s)"]
+    nbytes = 2 * x.numel() * x.element_size()
+    out["gather kernel GB/s"] = nbytes / k["gather"] / 1e9
+    out["copy_ of x kernel GB/s"] = nbytes / k["copy_ of x"] / 1e9
+    out["copy_ 256 MiB kernel GB/s"] = 2 * big.numel() / k["copy_ 256 MiB"] / 1e9
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--literal-clips", type=int, default=2, help="clips timed for the literal Algorithm 1 (scaled up)")
     p.add_argument("--parts", action="store_true", help="also time align's pieces (see parts())")
+    p.add_argument("--kernels", action="store_true", help="CUDA: also the profiler's kernel times and stream timing (see kernels())")
     p.add_argument("--shape", default=None, help="B,T,N,C (default: 16,8,196,768 on the CPU, 32,8,196,768 on CUDA)")
     a = p.parse_args()
     cuda = a.device == "cuda"
@@ -161,6 +217,23 @@ def main():
             print("    parts: " + "   ".join(f"{k} {v:.1f}" if k.endswith("GB/s") else f"{k} {v * 1e3:.3f} ms"
                                           for k, v in row["parts_s"].items())
                   + f"   (gather moves {gather_bytes / row['parts_s']['gather'] / 1e9:.0f} GB/s)")
+        if a.kernels and cuda:
+            try:
+                kt = row["kernels"] = kernels(x)
+            except Exception as e:  # a diagnostic: its failure must not cost the rows above
+                print(f"    kernels: failed: {type(e).__name__}: {e}")
+                continue
+            k, st = kt["kernel time per call (s)"], kt["stream time per call (s)"]
+            mm1k, mm1s = k["matmul, one bmm"], st["matmul, one bmm"]
+            print("    kernel time per call: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in k.items())
+                  + f"   (align {k['align'] / mm1k:.2f}x the one-bmm matmul)")
+            print("    in a stream of calls: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in st.items())
+                  + f"   (align {st['align'] / mm1s:.2f}x, nt {st['align nt'] / mm1s:.2f}x the one-bmm matmul)")
+            print(f"    kernel GB/s: gather {kt['gather kernel GB/s']:.0f}, copy_ of x {kt['copy_ of x kernel GB/s']:.0f},"
+                  f" copy_ 256 MiB {kt['copy_ 256 MiB kernel GB/s']:.0f}"
+                  f" (gather {kt['gather kernel GB/s'] / kt['copy_ 256 MiB kernel GB/s']:.0%} of the big copy)")
+            for n, v in kt["kernels per call (us)"]["align"].items():
+                print(f"      align kernel {v:8.1f} us  {n}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)

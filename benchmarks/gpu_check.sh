@@ -89,7 +89,7 @@ if has bench; then
   # limit still has them: each script prints its rows into summary.txt as it measures them.
   t0=$SECONDS
   "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" >> "$summary" 2>&1 || { echo "gpu_bench: FAILED" >> "$summary"; status=1; }
-  "$PY" benchmarks/bench_align.py --device cuda --parts --out "$OUTDIR/align.json" >> "$summary" 2>&1 || { echo "bench_align: FAILED" >> "$summary"; status=1; }
+  "$PY" benchmarks/bench_align.py --device cuda --parts --kernels --out "$OUTDIR/align.json" >> "$summary" 2>&1 || { echo "bench_align: FAILED" >> "$summary"; status=1; }
   echo "gpu_bench + bench_align: $((SECONDS - t0)) s" >> "$summary"
   if "$PY" benchmarks/bench.py --out "$OUTDIR/bench" > "$OUTDIR/bench.txt" 2>&1; then
     mv "$OUTDIR/bench/results.json" "$OUTDIR/bench.json"
