@@ -370,6 +370,22 @@ def test_frame_similarities_in_one_bmm(device, dtype, monkeypatch):
         assert torch.allclose(got.float(), want.float(), atol=tol, rtol=0)
         if key is kd:
             assert torch.equal(default, got if device == "cuda" else want)
+    from ata_ext._align import NONFINITE_SIMILARITY
+
+    # One bmm pads each product row to 16 bytes, its second operand reading into the next frame,
+    # the last pair alone: N = 9 pads in every dtype; N = 3 does not (the padding would not fit in
+    # a frame), nor N = 8 (aligned already) in half types; NaN in the rows read as padding and in
+    # the last frame stays in its own similarities.
+    for n in (3, 8, 20):
+        key = torch.randn(2, 4, n, 8, generator=g) * 3
+        key[0, 2, 0, 1] = key[1, 3, 1, 0] = float("nan")
+        key = key.to(device, dtype)
+        monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "pair")
+        want = ops.frame_similarities(key)
+        monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "one")
+        got = ops.frame_similarities(key)
+        assert torch.allclose(got.float(), want.float(), atol=tol, rtol=0)
+        assert (got == NONFINITE_SIMILARITY).sum() == 3 * n  # a column of pair 1, a row of pair 2 (clip 0), a column of pair 2 (clip 1)
     monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "ONE")
     with pytest.raises(ValueError, match="ATA_EXT_SIMILARITY_BMM must be 'one' or 'pair', got 'ONE'"):
         ops.frame_similarities(kd)
