@@ -254,6 +254,8 @@ def emulated_copy_rows(lib, src, perm, nt, scatter, max_grid=0, seed=0):
     (torch.bfloat16, 1, 0, 2),
     (torch.float32, 8, 1, 4),     # a base 4 bytes past alignment
     (torch.float16, 8, 1, 2),
+    (torch.bfloat16, 768, 0, 16),  # 96 vectors a row: 3 loads a lane before the stores
+    (torch.float32, 660, 0, 16),   # 165: a second round of loads, partly filled
 ])
 @pytest.mark.parametrize("nt", [False, True], ids=["tn", "nt"])
 def test_gather_kernels_move_the_rows_the_cpu_moves(lib, dtype, C, offset, width, nt):
