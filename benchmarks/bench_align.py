@@ -32,6 +32,21 @@ def clip(kind, shape, dtype, device, seed=0):
     return x.to(device, dtype)
 
 
+def padded_products(flat):
+    """The frame pairs' products as align computes them on CUDA (csrc/common/frame_similarities.h):
+    one bmm over the B*T frames (flat, (B*T, N, C)), each product row padded to 16 bytes by reading
+    the next frame's first rows as the second operand (cuBLAS's kernels for rows of N = 196
+    entries ran 2.9x slower on an H200), and the last pair in a product of its own. The fastest
+    way to compute the similarity matmul that we know of on a GPU."""
+    F, N, C = flat.shape
+    a = 16 // flat.element_size()
+    P = -(-N // a) * a
+    if P == N or P > 2 * N:
+        return torch.bmm(flat[:-1], flat[1:].transpose(1, 2))
+    nxt = flat.as_strided((F - 2, P, C), (N * C, C, 1), flat.storage_offset() + N * C)
+    return torch.bmm(flat[:-2], nxt.transpose(1, 2)), flat[-2] @ flat[-1].T
+
+
 def timed(fns, device, reps=7):
     """{name: fn} -> {name: minimum seconds}. The functions take turns, one call each per round:
     this machine's speed drifts by 10% and more over seconds, and timing them in turns lets a
@@ -122,6 +137,7 @@ def kernels(x, reps=10):
     dst, same = torch.empty_like(big), torch.empty_like(x)
     fns = {
         "matmul, one bmm": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
+        "matmul, padded": lambda: padded_products(flat),
         "align": lambda: ata_ext.align(x),
         "align nt": lambda: ata_ext.align(x, layout="nt"),
         "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
@@ -168,6 +184,7 @@ def main():
     p.add_argument("--out", default=None, help="write the results as JSON here")
     p.add_argument("--literal-clips", type=int, default=2, help="clips timed for the literal Algorithm 1 (scaled up)")
     p.add_argument("--parts", action="store_true", help="also time align's pieces (see parts())")
+    p.add_argument("--features", default="random,coherent", help="which clips: random, coherent or both (comma-separated)")
     p.add_argument("--kernels", action="store_true", help="CUDA: also the profiler's kernel times and stream timing (see kernels())")
     p.add_argument("--shape", default=None, help="B,T,N,C (default: 16,8,196,768 on the CPU, 32,8,196,768 on CUDA)")
     a = p.parse_args()
@@ -178,7 +195,7 @@ def main():
 
     results = []
     print(f"align on {shape} {dtype} ({a.device}, {torch.get_num_threads()} threads)")
-    for kind in ("random", "coherent"):
+    for kind in a.features.split(","):
         x = clip(kind, shape, dtype, a.device)
         flat = x.flatten(0, 1)  # (B*T, N, C), a view
         fns = {
@@ -190,6 +207,8 @@ def main():
             # thrown away). Where launches dominate (a GPU) this beats the floor above, and align
             # computes its similarities this way on CUDA (--parts times both ways).
             "mm1": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
+            # And with the rows padded, as align does it on CUDA (see padded_products).
+            "mm1p": lambda: padded_products(flat),
             # Any op that returns a new tensor of x's size pays this (on the CPU mostly page faults).
             "clone": lambda: x.clone(),
             # Steady state: each output block is the previous call's, back from the host cache (a
@@ -202,13 +221,13 @@ def main():
             # own caching allocator always reuses: no cold case to time.
             fns["cold"] = lambda: (ata_ext.empty_host_cache(), ata_ext.align(x))
         t = timed(fns, a.device, reps=9)
-        mm, mm1, clone, tn, nt, cold = t["mm"], t["mm1"], t["clone"], t["tn"], t["nt"], t.get("cold")
+        mm, mm1, mm1p, clone, tn, nt, cold = t["mm"], t["mm1"], t["mm1p"], t["clone"], t["tn"], t["nt"], t.get("cold")
         xs = x[: a.literal_clips].float().cpu()
         lit = timed({"lit": lambda: [literal_align(c) for c in xs]}, "cpu", reps=2)["lit"] * shape[0] / a.literal_clips
         row = {"features": kind, "shape": list(shape), "dtype": str(dtype), "device": a.device,
-               "matmul_s": mm, "matmul_one_bmm_s": mm1, "clone_s": clone, "align_s": tn, "align_cold_s": cold, "align_nt_s": nt, "literal_s": lit}
+               "matmul_s": mm, "matmul_one_bmm_s": mm1, "matmul_padded_s": mm1p, "clone_s": clone, "align_s": tn, "align_cold_s": cold, "align_nt_s": nt, "literal_s": lit}
         results.append(row)
-        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms (as one bmm {mm1 * 1e3:6.1f} ms)   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul, {tn / mm1:4.2f}x one bmm)"
+        print(f"  {kind:<9} matmul {mm * 1e3:6.1f} ms (as one bmm {mm1 * 1e3:6.1f} ms, padded {mm1p * 1e3:6.1f} ms)   x.clone() {clone * 1e3:6.1f} ms   align {tn * 1e3:8.1f} ms ({tn / mm:4.2f}x matmul, {tn / mm1:4.2f}x one bmm, {tn / mm1p:4.2f}x padded)"
               + (f"   cold {cold * 1e3:6.1f} ms ({cold / mm:4.2f}x)" if cold else "") + f"   align nt {nt * 1e3:8.1f} ms ({nt / mm:4.2f}x)   literal Algorithm 1 {lit * 1e3:9.1f} ms"
               f" ({lit / tn:5.1f}x slower than align)")
         if a.parts:
@@ -224,11 +243,10 @@ def main():
                 print(f"    kernels: failed: {type(e).__name__}: {e}")
                 continue
             k, st = kt["kernel time per call (s)"], kt["stream time per call (s)"]
-            mm1k, mm1s = k["matmul, one bmm"], st["matmul, one bmm"]
-            print("    kernel time per call: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in k.items())
-                  + f"   (align {k['align'] / mm1k:.2f}x the one-bmm matmul)")
-            print("    in a stream of calls: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in st.items())
-                  + f"   (align {st['align'] / mm1s:.2f}x, nt {st['align nt'] / mm1s:.2f}x the one-bmm matmul)")
+            for what, d in (("kernel time per call", k), ("in a stream of calls", st)):
+                print(f"    {what}: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in d.items())
+                      + f"   (align {d['align'] / d['matmul, one bmm']:.2f}x, nt {d['align nt'] / d['matmul, one bmm']:.2f}x"
+                      f" the one-bmm matmul; {d['align'] / d['matmul, padded']:.2f}x, {d['align nt'] / d['matmul, padded']:.2f}x the padded one)")
             print(f"    kernel GB/s: gather {kt['gather kernel GB/s']:.0f}, copy_ of x {kt['copy_ of x kernel GB/s']:.0f},"
                   f" copy_ 256 MiB {kt['copy_ 256 MiB kernel GB/s']:.0f}"
                   f" (gather {kt['gather kernel GB/s'] / kt['copy_ 256 MiB kernel GB/s']:.0%} of the big copy)")
