@@ -34,17 +34,15 @@ def clip(kind, shape, dtype, device, seed=0):
 
 def padded_products(flat):
     """The frame pairs' products as align computes them on CUDA (csrc/common/frame_similarities.h):
-    one bmm over the B*T frames (flat, (B*T, N, C)), each product row padded to 16 bytes by reading
-    the next frame's first rows as the second operand (cuBLAS's kernels for rows of N = 196
-    entries ran 2.9x slower on an H200), and the last pair in a product of its own. The fastest
-    way to compute the similarity matmul that we know of on a GPU."""
+    one bmm over the B*T frames (flat, (B*T, N, C)), each product row padded to 16 bytes by taking
+    the rows before a frame into the second operand (cuBLAS's kernels for rows of N = 196 entries
+    ran 2.9x slower on an H200). The fastest way we know to compute the similarity matmul on a GPU."""
     F, N, C = flat.shape
     a = 16 // flat.element_size()
     P = -(-N // a) * a
-    if P == N or P > 2 * N:
-        return torch.bmm(flat[:-1], flat[1:].transpose(1, 2))
-    nxt = flat.as_strided((F - 2, P, C), (N * C, C, 1), flat.storage_offset() + N * C)
-    return torch.bmm(flat[:-2], nxt.transpose(1, 2)), flat[-2] @ flat[-1].T
+    P = P if P <= 2 * N else N
+    prev_and_next = flat.as_strided((F - 1, P, C), (N * C, C, 1), flat.storage_offset() + (2 * N - P) * C)
+    return torch.bmm(flat[:-1], prev_and_next.transpose(1, 2))
 
 
 def timed(fns, device, reps=7):

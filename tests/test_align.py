@@ -372,13 +372,13 @@ def test_frame_similarities_in_one_bmm(device, dtype, monkeypatch):
             assert torch.equal(default, got if device == "cuda" else want)
     from ata_ext._align import NONFINITE_SIMILARITY
 
-    # One bmm pads each product row to 16 bytes, its second operand reading into the next frame,
-    # the last pair alone: N = 9 pads in every dtype; N = 3 does not (the padding would not fit in
-    # a frame), nor N = 8 (aligned already) in half types; NaN in the rows read as padding and in
-    # the last frame stays in its own similarities.
+    # One bmm pads each product row to 16 bytes, its second operand reading the rows before a
+    # frame: N = 9 pads in every dtype; N = 3 does not (the padding would not fit in a frame), nor
+    # N = 8 (aligned already) in half types; NaN in the rows read as padding (the end of a frame)
+    # and in the last frame stays in its own similarities.
     for n in (3, 8, 20):
         key = torch.randn(2, 4, n, 8, generator=g) * 3
-        key[0, 2, 0, 1] = key[1, 3, 1, 0] = float("nan")
+        key[0, 2, n - 1, 1] = key[1, 3, 1, 0] = float("nan")
         key = key.to(device, dtype)
         monkeypatch.setenv("ATA_EXT_SIMILARITY_BMM", "pair")
         want = ops.frame_similarities(key)

@@ -10,7 +10,6 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/linalg_vector_norm.h>
-#include <ATen/ops/mm.h>
 #include <ATen/ops/mul.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
@@ -68,24 +67,18 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
   if (T > 2 && k.is_contiguous() && bmm == "one") {
     // Each product row padded to P columns, a multiple of 16 bytes: with N = 196 (not a multiple
     // of 8), cuBLAS took a kernel for 4-byte-aligned rows that ran 2.9x slower on an H200 (102
-    // instead of 35.5 us for (32, 8, 196, 768) bfloat16, 2% more work). A frame's P rows as the
-    // second operand are its N rows and the next frame's first P - N (a strided view, no copy;
-    // their products are dropped with the rest), so the last frame, which has none after it,
-    // pairs with its predecessor in a product of its own. Only where P - N rows fit in a frame.
+    // instead of 35.5 us for (32, 8, 196, 768) bfloat16, 2% more work). The second operand of
+    // each product is a frame's N rows after the P - N rows before them (a strided view, no copy;
+    // the first frame's own last rows, or for P = N none), so its first P - N columns are dropped
+    // with the products across clips. Only where P - N rows fit in a frame.
     const int64_t D = k.size(3), F = B * T, align = 16 / static_cast<int64_t>(k.element_size());
     const int64_t padded = (N + align - 1) / align * align, P = padded <= 2 * N ? padded : N;
-    const int64_t batched = P > N ? F - 2 : F - 1;  // products in the one bmm
     const at::Tensor frames = k.view({F, N, D});
+    const at::Tensor next = k.as_strided({F - 1, P, D}, {N * D, D, 1}, k.storage_offset() + (2 * N - P) * D);
     at::Tensor pairs = at::empty({B, T, N, P}, sim.options());
-    const at::Tensor products = pairs.view({F, N, P});
-    const at::Tensor next = k.as_strided({batched, P, D}, {N * D, D, 1}, k.storage_offset() + N * D);
-    at::Tensor out = products.narrow(0, 0, batched);
-    at::bmm_out(out, frames.narrow(0, 0, batched), next.transpose(1, 2));
-    if (P > N) {
-      at::Tensor last = products.select(0, F - 2).narrow(1, 0, N);
-      at::mm_out(last, frames.select(0, F - 2), frames.select(0, F - 1).t());
-    }
-    sim.copy_(pairs.narrow(1, 0, T - 1).narrow(3, 0, N).transpose(0, 1));
+    at::Tensor products = pairs.view({F, N, P}).narrow(0, 0, F - 1);
+    at::bmm_out(products, frames.narrow(0, 0, F - 1), next.transpose(1, 2));
+    sim.copy_(pairs.narrow(1, 0, T - 1).narrow(3, P - N, N).transpose(0, 1));
   } else {
     // One bmm per frame pair on strided views: a 4-D matmul of the frame slices would copy both
     // operands first (they are not one strided batch), which measured 2.2x slower on the CPU.
