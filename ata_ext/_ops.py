@@ -65,10 +65,12 @@ def _check_same_device(op, a_name, a, b_name, b):
 
 
 @torch.library.register_fake("ata_ext::normalize_similarities_")
-def _normalize_similarities_fake(gram, norms):
+def _normalize_similarities_fake(gram, norms, products=None):
     torch._check(gram.dim() == 4, lambda: "normalize_similarities_: gram must have shape (T-1, B, N, N)")
     if norms is not None:
         _check_same_device("normalize_similarities_", "gram", gram, "norms", norms)
+    if products is not None:
+        _check_same_device("normalize_similarities_", "gram", gram, "products", products)
     return None
 
 

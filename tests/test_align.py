@@ -296,7 +296,30 @@ def test_normalize_similarities(device, dtype):
     sim = gram.to(device)
     ops.normalize_similarities_(sim, None)
     assert torch.equal(sim.cpu(), torch.nan_to_num(gram, nan=-2.0, posinf=-2.0, neginf=-2.0))
+    # Read from products in another layout (align's one bmm leaves them in (B, T) order, rows
+    # padded): the same bits as in place; products is not written.
+    T, B, N = gram.shape[0] + 1, gram.shape[1], gram.shape[2]
+    padded = torch.full((B, T, N, N + 3), 7.0, dtype=dtype)
+    padded[:, : T - 1, :, 3:] = gram.transpose(0, 1)
+    padded = padded.to(device)
+    products = padded[:, : T - 1, :, 3:].transpose(0, 1)
+    before = padded.clone()
+    out = torch.full_like(products, 5.0, memory_format=torch.contiguous_format)
+    ops.normalize_similarities_(out, norms.to(device), products)
+    in_place = gram.to(device)
+    ops.normalize_similarities_(in_place, norms.to(device))
+    assert torch.equal(out, in_place) and torch.equal(padded, before)
+    same = gram.to(device)
+    ops.normalize_similarities_(same, norms.to(device), same)  # products is gram: in place
+    assert torch.equal(same, in_place)
     torch.library.opcheck(torch.ops.ata_ext.normalize_similarities_.default, (gram.to(device), norms.to(device)))
+    torch.library.opcheck(torch.ops.ata_ext.normalize_similarities_.default, (out, norms.to(device), products))
+    with pytest.raises(ValueError, match="products must have gram's shape"):
+        ops.normalize_similarities_(out, norms.to(device), products[:, :1])
+    with pytest.raises(TypeError, match="products must be"):
+        ops.normalize_similarities_(out, norms.to(device), products.double() if dtype != torch.float64 else products.float())
+    with pytest.raises(RuntimeError, match="refer to a single memory location"):
+        ops.normalize_similarities_(out, norms.to(device), out.transpose(2, 3))
     with pytest.raises(ValueError, match=r"\(T-1, B, N, N\)"):
         ops.normalize_similarities_(gram[0].to(device), norms.to(device))
     with pytest.raises(ValueError, match="contiguous"):

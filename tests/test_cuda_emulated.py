@@ -76,8 +76,8 @@ def lib(tmp_path_factory):
                                   ctypes.c_char_p, cint]
     lib.emu_check_perm.argtypes = [vp, i64, i64, vp, vp, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
     lib.emu_compose.argtypes = [vp, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
-    lib.emu_normalize_similarities.argtypes = [vp, cint, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p,
-                                               cint]
+    lib.emu_normalize_similarities.argtypes = [vp, cint, vp, vp, i64, i64, i64, i64, i64, i64, i64, cint,
+                                               ctypes.c_uint64, ctypes.c_char_p, cint]
     return lib
 
 
@@ -323,16 +323,25 @@ def test_similarity_kernel_matches_the_cpu_bits(lib, dtype):
     kd = k.to(dtype)
     gram = torch.stack([kd[:, t] @ kd[:, t + 1].transpose(1, 2) for t in range(T - 1)]).contiguous()
     norms = torch.linalg.vector_norm(kd, dim=-1, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
+    # The products also as align's one bmm leaves them (frame_similarities.h): in (B, T) order,
+    # each row padded with 3 entries in front.
+    padded = torch.full((B, T, N, N + 3), -7.0, dtype=dtype)
+    padded[:, : T - 1, :, 3:] = gram.transpose(0, 1)
+    strided = padded[:, : T - 1, :, 3:].transpose(0, 1)
     for with_norms in (True, False):
         want = gram.clone()
         ops.normalize_similarities_(want, norms if with_norms else None)
-        for max_grid, seed in ((0, 0), (1, 4)):  # the launcher's grid; one block striding over all rows
-            got = gram.clone()
-            err = ctypes.create_string_buffer(2048)
-            rc = lib.emu_normalize_similarities(got.data_ptr(), DTYPE_CODES[dtype], norms.data_ptr() if with_norms else None,
-                                                B, T, N, max_grid, seed, err, len(err))
-            assert rc == 0, err.value.decode()
-            assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
+        for products in (None, strided):
+            for max_grid, seed in ((0, 0), (1, 4)):  # the launcher's grid; one block striding over all rows
+                got = gram.clone() if products is None else torch.full_like(gram, 5.0)
+                st = (0, 0, 0, 0) if products is None else products.stride()
+                err = ctypes.create_string_buffer(2048)
+                rc = lib.emu_normalize_similarities(got.data_ptr(), DTYPE_CODES[dtype],
+                                                    norms.data_ptr() if with_norms else None,
+                                                    None if products is None else products.data_ptr(), *st,
+                                                    B, T, N, max_grid, seed, err, len(err))
+                assert rc == 0, err.value.decode()
+                assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
 
 
 # Integer problems with several optima on which a kernel whose dummies' pool skips lifting its own

@@ -53,13 +53,14 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
   at::Tensor sim = empty({T - 1, B, N, N}, dtype);
   // Every frame pair's products in one bmm, or one bmm per pair. One bmm takes the B * T frames as
   // one batch, each with the next: B - 1 of its B * T - 1 products pair a clip's last frame with
-  // the next clip's first and are dropped (14% more work at T = 8), and a copy puts the rest in
-  // sim's (T - 1, B) order. On a GPU the T - 1 launches cost more than that work: on an H200 align
+  // the next clip's first and are dropped (14% more work at T = 8), and normalize_similarities_
+  // reads the rest in their (B, T) order into sim's (T - 1, B). On a GPU the T - 1 launches cost more than that work: on an H200 align
   // on (32, 8, 196, 768) bfloat16 took 0.35 instead of 0.44 ms on coherent features (2.23 instead
   // of 2.32 on random ones; bench_align.py --parts). On the CPU, with no launches to save, one bmm
   // measured 4-15% slower ((16, 8, 196, 768) float32, 2 cores). So the default is one bmm on CUDA
   // and one a pair elsewhere; ATA_EXT_SIMILARITY_BMM=one or =pair (read at every call) picks one,
   // for benchmarks/bench_align.py to time both.
+  std::optional<at::Tensor> products;  // where the Gram matrices are, when not in sim
   const char* bmm_env = std::getenv("ATA_EXT_SIMILARITY_BMM");
   const std::string_view bmm = bmm_env != nullptr ? bmm_env : (key.is_cuda() ? "one" : "pair");
   TORCH_CHECK_VALUE(bmm == "one" || bmm == "pair", op, ": ATA_EXT_SIMILARITY_BMM must be 'one' or 'pair', got '",
@@ -76,9 +77,11 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
     const at::Tensor frames = k.view({F, N, D});
     const at::Tensor next = k.as_strided({F - 1, P, D}, {N * D, D, 1}, k.storage_offset() + (2 * N - P) * D);
     at::Tensor pairs = at::empty({B, T, N, P}, sim.options());
-    at::Tensor products = pairs.view({F, N, P}).narrow(0, 0, F - 1);
-    at::bmm_out(products, frames.narrow(0, 0, F - 1), next.transpose(1, 2));
-    sim.copy_(pairs.narrow(1, 0, T - 1).narrow(3, P - N, N).transpose(0, 1));
+    at::Tensor out = pairs.view({F, N, P}).narrow(0, 0, F - 1);
+    at::bmm_out(out, frames.narrow(0, 0, F - 1), next.transpose(1, 2));
+    // Normalised straight from pairs (below): a copy into sim's (T - 1, B) order first cost a
+    // pass over the similarities (25 us of 219 in align's kernels on an H200, (32, 8, 196, 768)).
+    products = pairs.narrow(1, 0, T - 1).narrow(3, P - N, N).transpose(0, 1);
   } else {
     // One bmm per frame pair on strided views: a 4-D matmul of the frame slices would copy both
     // operands first (they are not one strided batch), which measured 2.2x slower on the CPU.
@@ -89,8 +92,9 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
   }
   static const auto normalize = c10::Dispatcher::singleton()
                                     .findSchemaOrThrow("ata_ext::normalize_similarities_", "")
-                                    .typed<void(const at::Tensor&, const std::optional<at::Tensor>&)>();
-  normalize.call(sim, scale);
+                                    .typed<void(const at::Tensor&, const std::optional<at::Tensor>&,
+                                                const std::optional<at::Tensor>&)>();
+  normalize.call(sim, scale, products);
   return sim;
 }
 

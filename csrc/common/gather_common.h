@@ -3,6 +3,7 @@
 // errors match.
 #pragma once
 
+#include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 
 namespace ata_ext {
@@ -46,9 +47,10 @@ inline void compose_prepare(const at::Tensor& steps, int64_t& B, int64_t& T, int
 }
 
 // gram (T-1, B, N, N), contiguous, floating; norms (B, T, N), float32 (float64 for float64 gram),
-// or undefined. Fills B, T, N.
-inline void similarities_prepare(const at::Tensor& gram, const c10::optional<at::Tensor>& norms, int64_t& B,
-                                 int64_t& T, int64_t& N) {
+// or undefined; products, if given, gram's shape, dtype and device, any strides, not overlapping
+// gram (unless it is gram). Fills B, T, N.
+inline void similarities_prepare(const at::Tensor& gram, const c10::optional<at::Tensor>& norms,
+                                 const c10::optional<at::Tensor>& products, int64_t& B, int64_t& T, int64_t& N) {
   const char* op = "normalize_similarities_";
   TORCH_CHECK_VALUE(gram.dim() == 4 && gram.size(2) == gram.size(3), op,
                     ": gram must have shape (T-1, B, N, N), got ", gram.sizes());
@@ -58,6 +60,15 @@ inline void similarities_prepare(const at::Tensor& gram, const c10::optional<at:
   T = gram.size(0) + 1;
   B = gram.size(1);
   N = gram.size(2);
+  if (products.has_value() && !products->is_same(gram)) {
+    TORCH_CHECK_VALUE(products->sizes() == gram.sizes(), op, ": products must have gram's shape ", gram.sizes(),
+                      ", got ", products->sizes());
+    TORCH_CHECK_TYPE(products->scalar_type() == gram.scalar_type(), op, ": products must be ", gram.scalar_type(),
+                     " like gram, got ", products->scalar_type());
+    TORCH_CHECK_VALUE(products->device() == gram.device(), op, ": products is on ", products->device(),
+                      " but gram is on ", gram.device());
+    at::assert_no_overlap(gram, *products);
+  }
   if (!norms.has_value()) return;
   const auto acc = gram.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
   TORCH_CHECK_TYPE(norms->scalar_type() == acc, op, ": norms must be ", acc, " for ", gram.scalar_type(),

@@ -2,7 +2,8 @@
 // kernels so that both give the same bits.
 //
 // gram (T-1, B, N, N) holds the Gram matrices of consecutive frames, gram[t, b, i, j] =
-// <k[b, t, i], k[b, t+1, j]>, and norms (B, T, N) the feature norms |k[b, t, i]|. In place, each
+// <k[b, t, i], k[b, t+1, j]>, and norms (B, T, N) the feature norms |k[b, t, i]|. In place (or
+// read from products, the same matrices in any strided layout, and written to gram), each
 // entry becomes the cosine similarity as torch.nn.functional.normalize defines it (each norm
 // clamped to at least 1e-12), and an entry that is not finite (NaN or infinite features) becomes
 // kNonFiniteSimilarity, below every cosine similarity: such tokens are matched after all others.
@@ -33,16 +34,25 @@ C10_HOST_DEVICE inline acc_t cosine(acc_t gram, acc_t inv_row, acc_t inv_col) {
   return c - c == acc_t(0) ? c : acc_t(kNonFiniteSimilarity);
 }
 
-// Row (t, b, i) of gram (flat index row = (t * B + b) * N + i): the norms its entries divide by
-// are norms[b, t, i] (one) and norms[b, t+1, :] (a contiguous row of N).
-struct SimilarityRow {
-  int64_t row_norm, col_norms;
+// The element strides of the (T-1, B, N, N) products the entries are read from: gram's own
+// (contiguous) in place, or those of a view (align's one bmm leaves its products in (B, T) order,
+// each row padded; csrc/common/frame_similarities.h).
+struct ProductStrides {
+  int64_t t, b, i, j;
 };
 
-C10_HOST_DEVICE inline SimilarityRow similarity_row(int64_t row, int64_t B, int64_t T, int64_t N) {
+// Row (t, b, i) of gram (flat index row = (t * B + b) * N + i): the norms its entries divide by
+// are norms[b, t, i] (one) and norms[b, t+1, :] (a contiguous row of N); its products start at
+// product (an offset in elements, for strides s).
+struct SimilarityRow {
+  int64_t row_norm, col_norms, product;
+};
+
+C10_HOST_DEVICE inline SimilarityRow similarity_row(int64_t row, int64_t B, int64_t T, int64_t N,
+                                                    const ProductStrides& s) {
   const int64_t i = row % N, tb = row / N;
   const int64_t b = tb % B, t = tb / B;
-  return SimilarityRow{(b * T + t) * N + i, (b * T + t + 1) * N};
+  return SimilarityRow{(b * T + t) * N + i, (b * T + t + 1) * N, t * s.t + b * s.b + i * s.i};
 }
 
 }  // namespace ata_ext

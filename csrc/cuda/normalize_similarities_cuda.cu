@@ -1,5 +1,6 @@
 // CUDA implementation of ata_ext::normalize_similarities_: turns frame-pair Gram matrices into
-// cosine similarities in place, with common/similarity.h's arithmetic (the CPU kernel's bits).
+// cosine similarities (in place, or read from strided products), with common/similarity.h's
+// arithmetic (the CPU kernel's bits).
 // One pass where eager PyTorch took five kernels (clamp, reciprocal, two broadcast multiplies and
 // nan_to_num), each reading and writing the whole tensor or launching for a tiny one.
 #ifndef ATA_EXT_CUDA_EMULATOR  // tests/emulator runs the device code below on the CPU
@@ -26,38 +27,44 @@ namespace {
 constexpr int kSimilarityThreads = 256;
 
 // A warp per row of N entries: the row's index math and its own inverse norm are done once, and
-// the lanes read and write consecutive entries (coalesced), each with its column's norm.
+// the lanes read and write consecutive entries (coalesced where products' rows are), each with
+// its column's norm. products may be gram itself (no __restrict__ on either).
 template <typename scalar_t, typename acc_t>
-__global__ void normalize_similarities_kernel(scalar_t* __restrict__ gram, const acc_t* __restrict__ norms, int64_t B,
-                                              int64_t T, int64_t N) {
+__global__ void normalize_similarities_kernel(const scalar_t* products, ProductStrides ps, scalar_t* gram,
+                                              const acc_t* __restrict__ norms, int64_t B, int64_t T, int64_t N) {
   const int lane = threadIdx.x % 32;
   const int64_t rows = (T - 1) * B * N;
   const int64_t warps = int64_t{gridDim.x} * (blockDim.x / 32);
   for (int64_t r = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32; r < rows; r += warps) {
-    const SimilarityRow s = similarity_row(r, B, T, N);
+    const SimilarityRow s = similarity_row(r, B, T, N, ps);
     const acc_t ia = inverse_norm(norms, s.row_norm);
+    const scalar_t* pr = products + s.product;
     scalar_t* gr = gram + r * N;
     for (int64_t j = lane; j < N; j += 32) {
       const acc_t ib = norms ? inverse_norm(norms, s.col_norms + j) : acc_t(1);
-      gr[j] = static_cast<scalar_t>(cosine(static_cast<acc_t>(gr[j]), ia, ib));
+      gr[j] = static_cast<scalar_t>(cosine(static_cast<acc_t>(pr[j * ps.j]), ia, ib));
     }
   }
 }
 
 #ifndef ATA_EXT_CUDA_EMULATOR
-void normalize_similarities_cuda(const at::Tensor& gram, const c10::optional<at::Tensor>& norms_in) {
+void normalize_similarities_cuda(const at::Tensor& gram, const c10::optional<at::Tensor>& norms_in,
+                                 const c10::optional<at::Tensor>& products_in) {
   const c10::cuda::CUDAGuard guard(gram.device());
   int64_t B, T, N;
-  similarities_prepare(gram, norms_in, B, T, N);
+  similarities_prepare(gram, norms_in, products_in, B, T, N);
   if (gram.numel() == 0) return;
   const at::Tensor norms = norms_in.has_value() ? norms_in->contiguous() : at::Tensor();
+  const at::Tensor& products = products_in.has_value() ? *products_in : gram;
+  const ProductStrides ps{products.stride(0), products.stride(1), products.stride(2), products.stride(3)};
   const int64_t rows = (T - 1) * B * N, warps_per_block = kSimilarityThreads / 32;
   const int blocks = static_cast<int>(std::min<int64_t>((rows + warps_per_block - 1) / warps_per_block, 65535));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gram.scalar_type(), "normalize_similarities_", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     normalize_similarities_kernel<scalar_t, acc_t><<<blocks, kSimilarityThreads, 0, stream>>>(
-        gram.data_ptr<scalar_t>(), norms.defined() ? norms.const_data_ptr<acc_t>() : nullptr, B, T, N);
+        products.const_data_ptr<scalar_t>(), ps, gram.data_ptr<scalar_t>(),
+        norms.defined() ? norms.const_data_ptr<acc_t>() : nullptr, B, T, N);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

@@ -16,10 +16,12 @@
 namespace {
 
 template <typename scalar_t, typename acc_t>
-void run(void* gram, const void* norms, int64_t B, int64_t T, int64_t N, int blocks, uint64_t seed) {
+void run(const void* products, const ata_ext::ProductStrides& ps, void* gram, const void* norms, int64_t B, int64_t T,
+         int64_t N, int blocks, uint64_t seed) {
   namespace k = ata_ext;
   emu::launch(blocks, k::kSimilarityThreads, 0, seed, 1 << 20, [&] {
-    k::normalize_similarities_kernel<scalar_t, acc_t>(static_cast<scalar_t*>(gram), static_cast<const acc_t*>(norms),
+    k::normalize_similarities_kernel<scalar_t, acc_t>(static_cast<const scalar_t*>(products), ps,
+                                                      static_cast<scalar_t*>(gram), static_cast<const acc_t*>(norms),
                                                       B, T, N);
   });
 }
@@ -27,20 +29,24 @@ void run(void* gram, const void* norms, int64_t B, int64_t T, int64_t N, int blo
 }  // namespace
 
 // gram (T-1, B, N, N) of dtype code (0 float32, 1 float64, 2 float16, 3 bfloat16), norms (B, T, N)
-// float32 (float64 for float64) or null, in place, as the launcher does. Returns 0, or 1 with the
-// emulator's error in err.
-extern "C" int emu_normalize_similarities(void* gram, int dtype, const void* norms, int64_t B, int64_t T, int64_t N,
+// float32 (float64 for float64) or null; products null (in place) or the Gram matrices at element
+// strides (st, sb, si, sj), as the launcher does. Returns 0, or 1 with the emulator's error in err.
+extern "C" int emu_normalize_similarities(void* gram, int dtype, const void* norms, const void* products, int64_t st,
+                                          int64_t sb, int64_t si, int64_t sj, int64_t B, int64_t T, int64_t N,
                                           int max_grid, uint64_t seed, char* err, int errlen) {
   namespace k = ata_ext;
   const int64_t rows = (T - 1) * B * N, per_block = k::kSimilarityThreads / 32;
   int64_t blocks = std::max<int64_t>((rows + per_block - 1) / per_block, 1);
   if (max_grid > 0) blocks = std::min<int64_t>(blocks, max_grid);
+  const k::ProductStrides ps = products ? k::ProductStrides{st, sb, si, sj} : k::ProductStrides{B * N * N, N * N, N, 1};
+  const void* src = products ? products : gram;
+  const int grid = static_cast<int>(blocks);
   try {
     switch (dtype) {
-      case 0: run<float, float>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
-      case 1: run<double, double>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
-      case 2: run<c10::Half, float>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
-      default: run<c10::BFloat16, float>(gram, norms, B, T, N, static_cast<int>(blocks), seed); break;
+      case 0: run<float, float>(src, ps, gram, norms, B, T, N, grid, seed); break;
+      case 1: run<double, double>(src, ps, gram, norms, B, T, N, grid, seed); break;
+      case 2: run<c10::Half, float>(src, ps, gram, norms, B, T, N, grid, seed); break;
+      default: run<c10::BFloat16, float>(src, ps, gram, norms, B, T, N, grid, seed); break;
     }
   } catch (const std::exception& e) {
     std::snprintf(err, errlen, "%s", e.what());
