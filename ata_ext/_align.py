@@ -49,7 +49,8 @@ def frame_similarities(key):
     pairs' products (on the CPU one bmm per frame pair over strided views: a 4-D matmul of the
     frame slices would first copy both operands, which measured 2.2x slower; on CUDA one bmm over
     all frames, its rows padded to 16 bytes), then normalize_similarities_ divides the
-    Gram matrices by the norms in place, instead of writing a normalised copy of the features;
+    Gram matrices by the norms (in place, or on CUDA reading them where the one bmm left them, in
+    one pass), instead of writing a normalised copy of the features;
     except in float16, where raw Gram matrices overflow once norms pass 256 and lose their digits
     when norms are small, and for single-channel features (D = 1: the norm |k| is finite up to
     the dtype's maximum, the product of two values is not), so those are normalised first. Norms
