@@ -170,6 +170,14 @@ def kernels(x, reps=10):
             stop.synchronize()
             best = min(best, start.elapsed_time(stop) * 1e-3 / reps)
         out["stream time per call (s)"][name] = best
+    # The host's side of align (in a stream of calls its time per call exceeded its kernels' on an
+    # H200): the ops with the most CPU time of their own, per call.
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(reps):
+            ata_ext.align(x)
+        torch.cuda.synchronize()
+    host = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:15]
+    out["align host ops, self us per call"] = {e.key[:60]: e.self_cpu_time_total / reps for e in host}
     k = out["kernel time per call (s)"]
     nbytes = 2 * x.numel() * x.element_size()
     out["gather kernel GB/s"] = nbytes / k["gather"] / 1e9
@@ -252,6 +260,8 @@ def main():
                   f" (gather {kt['gather kernel GB/s'] / kt['copy_ 256 MiB kernel GB/s']:.0%} of the big copy)")
             for n, v in kt["kernels per call (us)"]["align"].items():
                 print(f"      align kernel {v:8.1f} us  {n}")
+            for n, v in kt["align host ops, self us per call"].items():
+                print(f"      align host   {v:8.1f} us  {n}")
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)
