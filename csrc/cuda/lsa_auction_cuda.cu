@@ -69,13 +69,16 @@ __device__ au::Stats warp_stats(au::Stats s) {
   return s;
 }
 
-__device__ au::FirstChoice warp_first_choice(au::FirstChoice f) {
-  for (int off = 16; off > 0; off >>= 1) {
+// The FirstChoice of each aligned group of kLanes lanes, in every lane of the group: a butterfly
+// within the group (first_choice_merge gives the same answer in any order where it matters).
+template <int kLanes>
+__device__ au::FirstChoice group_first_choice(au::FirstChoice f) {
+  for (int mask = kLanes / 2; mask > 0; mask >>= 1) {
     au::FirstChoice o;
-    o.v = __shfl_down_sync(0xffffffffu, f.v, off);
-    o.j = __shfl_down_sync(0xffffffffu, f.j, off);
-    o.count = __shfl_down_sync(0xffffffffu, f.count, off);
-    o.invalid = __shfl_down_sync(0xffffffffu, static_cast<int>(f.invalid), off);
+    o.v = __shfl_xor_sync(0xffffffffu, f.v, mask);
+    o.j = __shfl_xor_sync(0xffffffffu, f.j, mask);
+    o.count = __shfl_xor_sync(0xffffffffu, f.count, mask);
+    o.invalid = __shfl_xor_sync(0xffffffffu, static_cast<int>(f.invalid), mask);
     f = au::first_choice_merge(f, o);
   }
   return f;
@@ -117,10 +120,17 @@ __device__ au::RowSummary warp_row_summary(const int32_t* row, int64_t n, int la
 
 // Threads per block of first_choice_kernel: small blocks, many an SM, for memory parallelism.
 constexpr int kFirstChoiceThreads = 256;
+// Lanes a row: a warp scans 4 rows at once. With a warp a row, a row's bookkeeping (its 64-bit
+// division, a five-step merge of five shuffles) outweighed its 196 entries: on an H200 the kernel
+// and the auction read 4096 video-like 196^2 problems' costs at 0.77 TB/s, a fifth of the copy
+// bandwidth (now per row a quarter of the division and a merge of three steps a quarter as often).
+constexpr int kFirstChoiceLanes = 8;
+constexpr int kFirstChoiceRowsPerBlock = kFirstChoiceThreads / kFirstChoiceLanes;
 
-// The first choice (auction.h) of every real row of every problem, a warp a row: first[b * r + i]
-// is row i's column of unique highest benefit, kFlatChoice for a flat row, or -1. auction_kernel then ends every problem whose
-// first choices are distinct before it loads a single cost.
+// The first choice (auction.h) of every real row of every problem, kFirstChoiceLanes lanes a row:
+// first[b * r + i] is row i's column of unique highest benefit, kFlatChoice for a flat row, or -1.
+// auction_kernel then ends every problem whose first choices are distinct before it loads a
+// single cost.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kFirstChoiceThreads) first_choice_kernel(const scalar_t* __restrict__ cost,
                                                                            int64_t batch, int64_t N, int64_t M,
@@ -129,20 +139,27 @@ __global__ void __launch_bounds__(kFirstChoiceThreads) first_choice_kernel(const
   const bool transpose = N > M;
   const int64_t r = transpose ? M : N, n = transpose ? N : M;
   const int64_t rs = transpose ? s1 : s0, cs = transpose ? s0 : s1;
-  constexpr int kWarps = kFirstChoiceThreads / 32;
-  const int lane = threadIdx.x % 32;
-  // w is the same in every lane of a warp, so the shuffles below run converged.
-  for (int64_t w = int64_t{blockIdx.x} * kWarps + threadIdx.x / 32; w < batch * r; w += int64_t{gridDim.x} * kWarps) {
-    const int64_t b = w / r, i = w % r;
-    const scalar_t* row = cost + b * sb + i * rs;
+  constexpr int kRowsPerWarp = 32 / kFirstChoiceLanes;
+  const int lane = threadIdx.x % 32, part = lane % kFirstChoiceLanes;
+  const int64_t rows = batch * r;
+  const int64_t warp = int64_t{blockIdx.x} * (kFirstChoiceThreads / 32) + threadIdx.x / 32;
+  const int64_t stride = int64_t{gridDim.x} * kFirstChoiceRowsPerBlock;
+  // first_row is the same in every lane of a warp, so the shuffles below run converged; a group
+  // past the last row scans nothing.
+  for (int64_t first_row = warp * kRowsPerWarp; first_row < rows; first_row += stride) {
+    const int64_t w = first_row + lane / kFirstChoiceLanes;
     au::FirstChoice f = au::first_choice_init();
-#pragma unroll 4
-    for (int64_t j = lane; j < n; j += 32) {
-      const double v = static_cast<double>(row[j * cs]);
-      au::first_choice_add(f, maximize ? v : -v, static_cast<int32_t>(j));
+    if (w < rows) {
+      const int64_t b = w / r, i = w % r;
+      const scalar_t* row = cost + b * sb + i * rs;
+#pragma unroll 8
+      for (int64_t j = part; j < n; j += kFirstChoiceLanes) {
+        const double v = static_cast<double>(row[j * cs]);
+        au::first_choice_add(f, maximize ? v : -v, static_cast<int32_t>(j));
+      }
     }
-    f = warp_first_choice(f);
-    if (lane == 0) first[w] = au::first_choice_of(f, n);
+    f = group_first_choice<kFirstChoiceLanes>(f);
+    if (part == 0 && w < rows) first[w] = au::first_choice_of(f, n);
   }
 }
 
@@ -952,9 +969,9 @@ at::Tensor auction_cuda(const at::Tensor& cost_in, bool maximize, bool check, co
   const bool wide = 2 * (smem + static_smem) > smem_per_sm;  // one block per SM (block_threads)
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_ALL_TYPES_AND3(at::kHalf, at::kBFloat16, at::kBool, cost.scalar_type(), "lsa_auction_cuda", [&] {
-    // A warp a row (the grid strides past 2^16 blocks: 4096 problems of 196 rows need 100,352).
-    constexpr int64_t kRowsPerBlock = kFirstChoiceThreads / 32;
-    const int64_t first_blocks = std::min<int64_t>((batch * r + kRowsPerBlock - 1) / kRowsPerBlock, 1 << 16);
+    // kFirstChoiceRowsPerBlock rows a block (the grid strides past 2^16 blocks).
+    const int64_t first_blocks =
+        std::min<int64_t>((batch * r + kFirstChoiceRowsPerBlock - 1) / kFirstChoiceRowsPerBlock, 1 << 16);
     first_choice_kernel<scalar_t><<<static_cast<unsigned>(first_blocks), kFirstChoiceThreads, 0, stream>>>(
         cost.const_data_ptr<scalar_t>(), batch, N, M, cost.stride(0), cost.stride(1), cost.stride(2), maximize,
         first.data_ptr<int32_t>());

@@ -36,8 +36,8 @@ int auction(const void* cost, int64_t batch, int64_t N, int64_t M, int64_t sb, i
   std::fill(rounds, rounds + batch, 0);
   emu_rounds_out = rounds;
   try {
-    // Fewer blocks than rows / 8 where there are several, so that the grid-stride loop runs.
-    const int64_t rows_per_block = k::kFirstChoiceThreads / 32;
+    // Half the blocks the rows need where there are several, so that the grid-stride loop runs.
+    const int64_t rows_per_block = k::kFirstChoiceRowsPerBlock;
     const int64_t blocks = std::max<int64_t>(1, (batch * r + rows_per_block - 1) / rows_per_block / 2);
     emu::launch(blocks, k::kFirstChoiceThreads, 0, seed, max_sweeps, [&] {
       k::first_choice_kernel<scalar_t>(src, batch, N, M, sb, s0, s1, maximize != 0, first.data());
