@@ -48,7 +48,8 @@ TORCH_LIBRARY(ata_ext, m) {
   // feature norms (float32; float64 for float64 gram), or None when gram already holds cosines.
   // Each entry is divided by both norms (each clamped to at least 1e-12, as normalize does); an
   // entry that is not finite becomes -2, below every cosine similarity (common/similarity.h).
-  // products, if given, are the Gram matrices in any strided (T-1, B, N, N) layout, read instead
+  // products, if given, are the Gram matrices in a strided (T-1, B, N, N) layout with contiguous
+  // rows, read instead
   // of gram's own entries (one pass instead of a copy into gram and another over it).
   m.def("normalize_similarities_(Tensor(a!) gram, Tensor? norms, Tensor? products=None) -> ()");
   // align's similarities: key (B, T, N, D) float16/bfloat16/float32/float64 -> (T-1, B, N, N) in

@@ -318,8 +318,10 @@ def test_normalize_similarities(device, dtype):
         ops.normalize_similarities_(out, norms.to(device), products[:, :1])
     with pytest.raises(TypeError, match="products must be"):
         ops.normalize_similarities_(out, norms.to(device), products.double() if dtype != torch.float64 else products.float())
+    with pytest.raises(ValueError, match="products' rows must be contiguous"):
+        ops.normalize_similarities_(out, norms.to(device), products.transpose(2, 3))
     with pytest.raises(RuntimeError, match="refer to a single memory location"):
-        ops.normalize_similarities_(out, norms.to(device), out.transpose(2, 3))
+        ops.normalize_similarities_(out, norms.to(device), out[:])  # a view of gram itself
     with pytest.raises(ValueError, match=r"\(T-1, B, N, N\)"):
         ops.normalize_similarities_(gram[0].to(device), norms.to(device))
     with pytest.raises(ValueError, match="contiguous"):

@@ -76,7 +76,7 @@ def lib(tmp_path_factory):
                                   ctypes.c_char_p, cint]
     lib.emu_check_perm.argtypes = [vp, i64, i64, vp, vp, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
     lib.emu_compose.argtypes = [vp, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
-    lib.emu_normalize_similarities.argtypes = [vp, cint, vp, vp, i64, i64, i64, i64, i64, i64, i64, cint,
+    lib.emu_normalize_similarities.argtypes = [vp, cint, vp, vp, i64, i64, i64, i64, i64, i64, cint,
                                                ctypes.c_uint64, ctypes.c_char_p, cint]
     return lib
 
@@ -334,7 +334,7 @@ def test_similarity_kernel_matches_the_cpu_bits(lib, dtype):
         for products in (None, strided):
             for max_grid, seed in ((0, 0), (1, 4)):  # the launcher's grid; one block striding over all rows
                 got = gram.clone() if products is None else torch.full_like(gram, 5.0)
-                st = (0, 0, 0, 0) if products is None else products.stride()
+                st = (0, 0, 0) if products is None else products.stride()[:3]
                 err = ctypes.create_string_buffer(2048)
                 rc = lib.emu_normalize_similarities(got.data_ptr(), DTYPE_CODES[dtype],
                                                     norms.data_ptr() if with_norms else None,

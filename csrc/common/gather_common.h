@@ -47,8 +47,8 @@ inline void compose_prepare(const at::Tensor& steps, int64_t& B, int64_t& T, int
 }
 
 // gram (T-1, B, N, N), contiguous, floating; norms (B, T, N), float32 (float64 for float64 gram),
-// or undefined; products, if given, gram's shape, dtype and device, any strides, not overlapping
-// gram (unless it is gram). Fills B, T, N.
+// or undefined; products, if given, gram's shape, dtype and device, rows contiguous (any other
+// strides), not overlapping gram (unless it is gram). Fills B, T, N.
 inline void similarities_prepare(const at::Tensor& gram, const c10::optional<at::Tensor>& norms,
                                  const c10::optional<at::Tensor>& products, int64_t& B, int64_t& T, int64_t& N) {
   const char* op = "normalize_similarities_";
@@ -67,6 +67,9 @@ inline void similarities_prepare(const at::Tensor& gram, const c10::optional<at:
                      " like gram, got ", products->scalar_type());
     TORCH_CHECK_VALUE(products->device() == gram.device(), op, ": products is on ", products->device(),
                       " but gram is on ", gram.device());
+    TORCH_CHECK_VALUE(products->stride(3) == 1 || products->size(3) <= 1, op,
+                      ": products' rows must be contiguous (stride 1 along the last dim), got strides ",
+                      products->strides());
     at::assert_no_overlap(gram, *products);
   }
   if (!norms.has_value()) return;

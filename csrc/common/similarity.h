@@ -34,11 +34,11 @@ C10_HOST_DEVICE inline acc_t cosine(acc_t gram, acc_t inv_row, acc_t inv_col) {
   return c - c == acc_t(0) ? c : acc_t(kNonFiniteSimilarity);
 }
 
-// The element strides of the (T-1, B, N, N) products the entries are read from: gram's own
-// (contiguous) in place, or those of a view (align's one bmm leaves its products in (B, T) order,
-// each row padded; csrc/common/frame_similarities.h).
+// The element strides of the (T-1, B, N, N) products the entries are read from, along t, b and i
+// (their rows are contiguous): gram's own in place, or those of a view (align's one bmm leaves its
+// products in (B, T) order, each row padded; csrc/common/frame_similarities.h).
 struct ProductStrides {
-  int64_t t, b, i, j;
+  int64_t t, b, i;
 };
 
 // Row (t, b, i) of gram (flat index row = (t * B + b) * N + i): the norms its entries divide by

@@ -20,7 +20,7 @@ void normalize_similarities_cpu(const at::Tensor& gram, const c10::optional<at::
   if (gram.numel() == 0) return;
   const at::Tensor norms = norms_in.has_value() ? norms_in->contiguous() : at::Tensor();
   const at::Tensor& products = products_in.has_value() ? *products_in : gram;
-  const ProductStrides ps{products.stride(0), products.stride(1), products.stride(2), products.stride(3)};
+  const ProductStrides ps{products.stride(0), products.stride(1), products.stride(2)};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gram.scalar_type(), "normalize_similarities_", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     scalar_t* g = gram.data_ptr<scalar_t>();
@@ -38,7 +38,7 @@ void normalize_similarities_cpu(const at::Tensor& gram, const c10::optional<at::
         const scalar_t* pr = src + s.product;
         scalar_t* gr = g + r * N;
         for (int64_t j = 0; j < N; ++j) {
-          gr[j] = static_cast<scalar_t>(cosine(static_cast<acc_t>(pr[j * ps.j]), ia, ib ? ib[j] : acc_t(1)));
+          gr[j] = static_cast<scalar_t>(cosine(static_cast<acc_t>(pr[j]), ia, ib ? ib[j] : acc_t(1)));
         }
       }
     });

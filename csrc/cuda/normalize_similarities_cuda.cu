@@ -42,7 +42,7 @@ __global__ void normalize_similarities_kernel(const scalar_t* products, ProductS
     scalar_t* gr = gram + r * N;
     for (int64_t j = lane; j < N; j += 32) {
       const acc_t ib = norms ? inverse_norm(norms, s.col_norms + j) : acc_t(1);
-      gr[j] = static_cast<scalar_t>(cosine(static_cast<acc_t>(pr[j * ps.j]), ia, ib));
+      gr[j] = static_cast<scalar_t>(cosine(static_cast<acc_t>(pr[j]), ia, ib));
     }
   }
 }
@@ -56,7 +56,7 @@ void normalize_similarities_cuda(const at::Tensor& gram, const c10::optional<at:
   if (gram.numel() == 0) return;
   const at::Tensor norms = norms_in.has_value() ? norms_in->contiguous() : at::Tensor();
   const at::Tensor& products = products_in.has_value() ? *products_in : gram;
-  const ProductStrides ps{products.stride(0), products.stride(1), products.stride(2), products.stride(3)};
+  const ProductStrides ps{products.stride(0), products.stride(1), products.stride(2)};
   const int64_t rows = (T - 1) * B * N, warps_per_block = kSimilarityThreads / 32;
   const int blocks = static_cast<int>(std::min<int64_t>((rows + warps_per_block - 1) / warps_per_block, 65535));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
