@@ -7,7 +7,8 @@ them) are bit-identical to the twin's on the shared-memory and the global-memory
 the thread schedule, with the same statuses on bad input and the same count of rounds and search
 passes for each problem; the gather kernels move exactly the rows the CPU kernels move, at every
 access width, and the permutation check flags what it must; the composition and similarity
-kernels write the CPU ops' bits; and the emulator saw no divergent barrier, deadlock or spin. Not
+kernels write the CPU ops' bits, the feature-norms kernel the CPU's norms (bits where its sums are
+exact); and the emulator saw no divergent barrier, deadlock or spin. Not
 checked: memory ordering and speed (the emulator is sequentially consistent);
 benchmarks/gpu_check.sh remains the real test. Where the compiler has UndefinedBehaviorSanitizer,
 the kernels run under it, and any report fails the test."""
@@ -78,6 +79,8 @@ def lib(tmp_path_factory):
     lib.emu_compose.argtypes = [vp, vp, i64, i64, i64, cint, ctypes.c_uint64, ctypes.c_char_p, cint]
     lib.emu_normalize_similarities.argtypes = [vp, cint, vp, vp, i64, i64, i64, i64, i64, i64, cint,
                                                ctypes.c_uint64, ctypes.c_char_p, cint]
+    lib.emu_feature_norms.argtypes = [vp, cint, i64, i64, i64, i64, i64, i64, i64, vp, cint, ctypes.c_uint64, vp,
+                                      ctypes.c_char_p, cint]
     return lib
 
 
@@ -345,6 +348,61 @@ def test_similarity_kernel_matches_the_cpu_bits(lib, dtype, shape):
                                                     B, T, N, max_grid, seed, err, len(err))
                 assert rc == 0, err.value.decode()
                 assert torch.equal(got.view(torch.uint8), want.view(torch.uint8))
+
+
+def emulated_feature_norms(lib, key, max_grid=0, seed=0):
+    """The CUDA feature-norms kernel on key (B, T, N, D), rows contiguous: (norms, access width)."""
+    acc = torch.float64 if key.dtype == torch.float64 else torch.float32
+    norms = torch.full(key.shape[:-1], -7.0, dtype=acc)
+    vec, err = ctypes.c_int(0), ctypes.create_string_buffer(2048)
+    rc = lib.emu_feature_norms(key.data_ptr(), DTYPE_CODES[key.dtype], *key.shape, *key.stride()[:3], norms.data_ptr(),
+                               max_grid, seed, ctypes.byref(vec), err, len(err))
+    assert rc == 0, err.value.decode()
+    return norms, vec.value
+
+
+# What the kernel is held to: the CPU's norms (at::linalg_vector_norm, float32 or float64 sums of
+# squares): the same bits where every partial sum is exact (small integers), the same non-finite
+# entries (NaN, an overflow to infinity) and zeros, and otherwise within float32's rounding of a
+# sum of D squares. Rows of 768 entries (align's; 16-byte vectors, 3 a lane in bfloat16), 2000
+# (past the loads a lane has in flight: its loop runs again) and 7 (narrow vectors), in strided
+# layouts: frames and tokens swapped, and rows starting one entry into a wider buffer (an address
+# that only one entry's width divides).
+@pytest.mark.parametrize("layout", ["contiguous", "swapped", "offset"])
+@pytest.mark.parametrize("D", [768, 2000, 7])
+@pytest.mark.parametrize("dtype", list(DTYPE_CODES), ids=str)
+def test_feature_norms_kernel_matches_the_cpu_norms(lib, dtype, D, layout):
+    g = torch.Generator().manual_seed(D)
+    B, T, N = 2, 3, 5
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    big = torch.randn(B, N, T, D + 1, generator=g, dtype=torch.float64)
+    ints = torch.randint(-8, 9, (B, N, T, D + 1), generator=g).to(torch.float64)
+    for values in (big, ints):
+        base = values.to(dtype)  # (B, N, T, D + 1)
+        if layout == "contiguous":
+            key = base[..., :D].transpose(1, 2).contiguous()
+        elif layout == "swapped":
+            key = base[..., :D].contiguous().transpose(1, 2)
+        else:
+            key = base[..., 1:].transpose(1, 2)
+        assert key.stride(-1) == 1
+        key[0, 1, 2] = 0
+        key[1, 2, 3, D // 2] = float("nan")
+        key[1, 0, 4, 0] = float("inf")
+        if dtype != torch.float16:  # a row whose sum of squares overflows (float16's do not, in float32)
+            key[0, 2, 0] = 1e160 if dtype == torch.float64 else 1e20
+        want = torch.linalg.vector_norm(key, dim=-1, dtype=acc)
+        for max_grid, seed in ((0, 0), (1, 5)):  # the launcher's grid; one block striding over all rows
+            got, vec = emulated_feature_norms(lib, key, max_grid, seed)
+            assert torch.equal(got.isnan(), want.isnan()) and torch.equal(got.isinf(), want.isinf())
+            assert got[0, 1, 2] == 0 and (dtype == torch.float16 or got[0, 2, 0] == float("inf"))
+            exact = values is ints
+            torch.testing.assert_close(got, want, rtol=0 if exact else 1e-5, atol=0, equal_nan=True)
+        row_bytes = D * key.element_size()
+        expect_vec = 16 if layout != "offset" else key.element_size()
+        while row_bytes % expect_vec:
+            expect_vec //= 2
+        assert vec == expect_vec
 
 
 # Integer problems with several optima on which a kernel whose dummies' pool skips lifting its own

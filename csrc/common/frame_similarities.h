@@ -1,7 +1,8 @@
 // ata_ext::frame_similarities, the same on every device: the feature norms, the frame pairs'
 // products (bmm) and ata_ext::normalize_similarities_. Backends register it with their own allocator for
 // the output (csrc/cpu/frame_similarities_cpu.cpp: the host block cache, since a fresh (T-1, B, N,
-// N) tensor faults in every page on the CPU; csrc/cuda/frame_similarities_cuda.cu: PyTorch's).
+// N) tensor faults in every page on the CPU; csrc/cuda/frame_similarities_cuda.cu: PyTorch's) and
+// their own norms (the CPU at::linalg_vector_norm, CUDA a kernel of its own).
 #pragma once
 
 #include <ATen/core/LegacyTypeDispatch.h>
@@ -9,7 +10,6 @@
 #include <ATen/ops/bmm.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/linalg_vector_norm.h>
 #include <ATen/ops/mul.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 
@@ -20,9 +20,10 @@
 
 namespace ata_ext {
 
-// key (B, T, N, D) -> (T-1, B, N, N) in key's dtype; `empty(sizes, dtype)` allocates the output.
-template <typename Empty>
-at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
+// key (B, T, N, D) -> (T-1, B, N, N) in key's dtype; `empty(sizes, dtype)` allocates the output,
+// `norms_of(key, acc)` returns the (B, T, N) Euclidean norms of key's rows in dtype acc.
+template <typename Empty, typename NormsOf>
+at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty, NormsOf norms_of) {
   const char* op = "frame_similarities";
   TORCH_CHECK_VALUE(key.dim() == 4 && key.size(1) >= 1, op, ": key must have shape (B, T, N, D) with T >= 1, got ",
                     key.sizes());
@@ -37,7 +38,7 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty) {
   const at::AutoDispatchBelowADInplaceOrView below_autograd;
   // Norms in float32 (float64 for float64 features): the inverse of a small norm does not fit in
   // float16.
-  at::Tensor norms = at::linalg_vector_norm(key, 2, {-1}, false, dtype == at::kDouble ? at::kDouble : at::kFloat);
+  at::Tensor norms = norms_of(key, dtype == at::kDouble ? at::kDouble : at::kFloat);
   at::Tensor k = key;
   std::optional<at::Tensor> scale = norms;
   if (dtype == at::kHalf || key.size(3) == 1) {

@@ -13,24 +13,15 @@
 #include "common/gather_common.h"
 #endif
 
-#include <algorithm>
 #include <cstdint>
-#include <type_traits>
 
 #include "common/gather.h"
+#include "cuda/row_vectors.h"
 
 namespace ata_ext {
 namespace {
 
 constexpr int kThreads = 256;
-
-template <int kBytes>
-struct Vec;
-template <> struct Vec<16> { using type = uint4; };
-template <> struct Vec<8> { using type = uint2; };
-template <> struct Vec<4> { using type = uint32_t; };
-template <> struct Vec<2> { using type = uint16_t; };
-template <> struct Vec<1> { using type = uint8_t; };
 
 // A warp per row: the row's index math (64-bit divisions) and its perm entry are done once, and
 // the lanes copy consecutive vectors of it, so reads and writes are coalesced whatever the
@@ -74,30 +65,6 @@ __global__ void check_perm_kernel(const int64_t* __restrict__ perm, int64_t tota
   for (int64_t k = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; k < total; k += int64_t{gridDim.x} * blockDim.x) {
     const int64_t p = perm[k];
     if (p < 0 || p >= N || atomicAdd(seen + (k / N) * N + p, 1) != 0) atomicExch(bad, 1);
-  }
-}
-
-int grid_for(int64_t work, int threads) {
-  const int64_t blocks = (work + threads - 1) / threads;
-  return static_cast<int>(std::min<int64_t>(std::max<int64_t>(blocks, 1), 65535));
-}
-
-// The widest access (bytes) that divides the row and the base addresses of source and output.
-int vector_bytes(int64_t row_bytes, uintptr_t bases) {
-  int vec = 16;
-  while (vec > 1 && (row_bytes % vec != 0 || bases % vec != 0)) vec /= 2;
-  return vec;
-}
-
-// Calls f(std::integral_constant<int, vec>{}): one kernel instantiation per access width.
-template <typename F>
-void with_vector_bytes(int vec, F&& f) {
-  switch (vec) {
-    case 16: f(std::integral_constant<int, 16>{}); break;
-    case 8: f(std::integral_constant<int, 8>{}); break;
-    case 4: f(std::integral_constant<int, 4>{}); break;
-    case 2: f(std::integral_constant<int, 2>{}); break;
-    default: f(std::integral_constant<int, 1>{}); break;
   }
 }
 
