@@ -116,8 +116,8 @@ def parts(x, device):
 
 def kernels(x, reps=10):
     """CUDA only. The device's own view of align, from the profiler's kernel times: each kernel's
-    time per call of align, their sum against the one-bmm matmul's, the gather kernel against a
-    copy_ of x's size and of 256 MiB (bytes read + written per second of kernel time); and each
+    time per call of align, their sum against the one-bmm matmul's, PyTorch's norms for its own
+    norms kernel to be read against, the gather kernel against a copy_ of x's size and of 256 MiB (bytes read + written per second of kernel time); and each
     call's time in a stream of `reps` calls back to back between two CUDA events (a training
     loop's case, where the host enqueues ahead and no call waits on the last one's sync)."""
     from torch.autograd import DeviceType
@@ -133,6 +133,8 @@ def kernels(x, reps=10):
         "align": lambda: ata_ext.align(x),
         "align nt": lambda: ata_ext.align(x, layout="nt"),
         "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
+        # PyTorch's reduction for the norms align takes (its own kernel since f505a92's run).
+        "norms, torch.linalg.vector_norm": lambda: torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32),
         "copy_ of x": lambda: same.copy_(x),
         "copy_ 256 MiB": lambda: dst.copy_(big),
     }
