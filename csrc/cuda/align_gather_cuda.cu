@@ -40,22 +40,7 @@ __global__ void copy_rows_kernel(const char* __restrict__ src, char* __restrict_
     const RowPair r = align_rows(k, p, T, N, nt);
     const V* from = reinterpret_cast<const V*>(src) + (scatter ? r.y_row : r.x_row) * vecs_per_row;
     V* to = reinterpret_cast<V*>(dst) + (scatter ? r.x_row : r.y_row) * vecs_per_row;
-    // Up to kLoads vectors a lane loaded before any is stored: a row of 768 bfloat16 is 3 vectors
-    // a lane, and a plain copy loop waited for each load before issuing the next, too few bytes
-    // in flight to keep HBM busy: on an H200 the gather kernel ran at 82% of a 256 MiB copy_'s
-    // bandwidth before, 93% with this (bench_align.py --kernels).
-    constexpr int kLoads = 4;
-    for (int64_t v0 = lane; v0 < vecs_per_row; v0 += 32 * kLoads) {
-      V buf[kLoads];
-#pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
-        if (v0 + 32 * u < vecs_per_row) buf[u] = __ldg(from + v0 + 32 * u);
-      }
-#pragma unroll
-      for (int u = 0; u < kLoads; ++u) {
-        if (v0 + 32 * u < vecs_per_row) to[v0 + 32 * u] = buf[u];
-      }
-    }
+    for_each_row_vector(from, vecs_per_row, lane, [to](int64_t v, V value) { to[v] = value; });
   }
 }
 

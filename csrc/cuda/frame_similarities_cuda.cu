@@ -24,9 +24,6 @@ namespace ata_ext {
 namespace {
 
 constexpr int kNormThreads = 256;
-// Vectors a lane loads before it adds any (a row of 768 bfloat16 is 3 of 16 bytes a lane): one
-// load in flight at a time is too few bytes to keep HBM busy (the gather kernel's lesson).
-constexpr int kNormLoads = 4;
 
 // The byte strides of key (B, T, N, D) along B, T and N; its rows (D) are contiguous.
 struct KeyStrides {
@@ -34,9 +31,10 @@ struct KeyStrides {
 };
 
 // The Euclidean norm of each (b, t, i) row of key in acc_t, norms[(b * T + t) * N + i]: a warp a
-// row, each lane summing the squares of its vectors, then the warp the lanes' sums. PyTorch's
-// reduction (at::linalg_vector_norm, which the CPU uses) ran at half the copy bandwidth on align's
-// features: 37 of align's 219 us of kernels, 2.1 TB/s, for (32, 8, 196, 768) bfloat16 on an H200.
+// row, each lane summing the squares of its vectors (for_each_row_vector), then the warp the
+// lanes' sums. PyTorch's reduction (at::linalg_vector_norm, which the CPU uses) ran at half the
+// copy bandwidth on align's features: 37 of align's 219 us of kernels, 2.1 TB/s, for (32, 8, 196,
+// 768) bfloat16 on an H200.
 template <typename scalar_t, typename acc_t, int kBytes>
 __global__ void feature_norms_kernel(const char* __restrict__ key, KeyStrides s, acc_t* __restrict__ norms,
                                      int64_t rows, int64_t T, int64_t N, int64_t vecs_per_row) {
@@ -49,25 +47,15 @@ __global__ void feature_norms_kernel(const char* __restrict__ key, KeyStrides s,
     const int64_t i = r % N, bt = r / N;
     const V* row = reinterpret_cast<const V*>(key + (bt / T) * s.b + (bt % T) * s.t + i * s.n);
     acc_t sum = 0;
-    for (int64_t v0 = lane; v0 < vecs_per_row; v0 += 32 * kNormLoads) {
-      V buf[kNormLoads];
+    for_each_row_vector(row, vecs_per_row, lane, [&](int64_t, const V& v) {
+      scalar_t e[kPerVec];
+      std::memcpy(e, &v, kBytes);  // the vector's entries (registers, not memory)
 #pragma unroll
-      for (int u = 0; u < kNormLoads; ++u) {
-        if (v0 + 32 * u < vecs_per_row) buf[u] = __ldg(row + v0 + 32 * u);
+      for (int k = 0; k < kPerVec; ++k) {
+        const acc_t a = static_cast<acc_t>(e[k]);
+        sum += a * a;
       }
-#pragma unroll
-      for (int u = 0; u < kNormLoads; ++u) {
-        if (v0 + 32 * u < vecs_per_row) {
-          scalar_t e[kPerVec];
-          std::memcpy(e, &buf[u], kBytes);  // the vector's entries (registers, not memory)
-#pragma unroll
-          for (int k = 0; k < kPerVec; ++k) {
-            const acc_t a = static_cast<acc_t>(e[k]);
-            sum += a * a;
-          }
-        }
-      }
-    }
+    });
     for (int mask = 16; mask > 0; mask >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, mask);
     if (lane == 0) norms[r] = std::sqrt(sum);
   }
