@@ -117,9 +117,11 @@ def parts(x, device):
 def kernels(x, reps=10):
     """CUDA only. The device's own view of align, from the profiler's kernel times: each kernel's
     time per call of align, their sum against the one-bmm matmul's, PyTorch's norms for its own
-    norms kernel to be read against, the gather kernel against a copy_ of x's size and of 256 MiB (bytes read + written per second of kernel time); and each
-    call's time in a stream of `reps` calls back to back between two CUDA events (a training
-    loop's case, where the host enqueues ahead and no call waits on the last one's sync)."""
+    norms kernel to be read against, the gather kernel against a copy_ of x's size and of 256 MiB
+    (bytes read + written per second of kernel time); and each call's time in a stream of `reps`
+    calls back to back between two CUDA events (a training loop's case, where the host enqueues
+    ahead and no call waits on the last one's sync), align also replayed as a CUDA graph (what
+    torch.compile's "reduce-overhead" mode runs: no host work per call but the replay's)."""
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -127,11 +129,19 @@ def kernels(x, reps=10):
     perm = ata_ext.align(x)[1]
     big = torch.empty(256 << 20, dtype=torch.uint8, device=x.device)
     dst, same = torch.empty_like(big), torch.empty_like(x)
+    graph, side = torch.cuda.CUDAGraph(), torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm up off the default stream, as capture requires
+        ata_ext.align(x)
+    torch.cuda.current_stream().wait_stream(side)
+    with torch.cuda.graph(graph):
+        ata_ext.align(x)
     fns = {
         "matmul, one bmm": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
         "matmul, padded": lambda: padded_products(flat),
         "align": lambda: ata_ext.align(x),
         "align nt": lambda: ata_ext.align(x, layout="nt"),
+        "align, CUDA graph": graph.replay,
         "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
         # PyTorch's reduction for the norms align takes (its own kernel since f505a92's run).
         "norms, torch.linalg.vector_norm": lambda: torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32),
@@ -246,8 +256,9 @@ def main():
             k, st = kt["kernel time per call (s)"], kt["stream time per call (s)"]
             for what, d in (("kernel time per call", k), ("in a stream of calls", st)):
                 print(f"    {what}: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in d.items())
-                      + f"   (align {d['align'] / d['matmul, one bmm']:.2f}x, nt {d['align nt'] / d['matmul, one bmm']:.2f}x"
-                      f" the one-bmm matmul; {d['align'] / d['matmul, padded']:.2f}x, {d['align nt'] / d['matmul, padded']:.2f}x the padded one)")
+                      + f"   (align {d['align'] / d['matmul, one bmm']:.2f}x, nt {d['align nt'] / d['matmul, one bmm']:.2f}x,"
+                      f" graph {d['align, CUDA graph'] / d['matmul, one bmm']:.2f}x the one-bmm matmul;"
+                      f" {d['align'] / d['matmul, padded']:.2f}x, {d['align nt'] / d['matmul, padded']:.2f}x the padded one)")
             print(f"    kernel GB/s: gather {kt['gather kernel GB/s']:.0f}, copy_ of x {kt['copy_ of x kernel GB/s']:.0f},"
                   f" copy_ 256 MiB {kt['copy_ 256 MiB kernel GB/s']:.0f}"
                   f" (gather {kt['gather kernel GB/s'] / kt['copy_ 256 MiB kernel GB/s']:.0%} of the big copy)")
