@@ -67,6 +67,10 @@ def main():
         x = torch.randn(2, 4, 49, 32, device="cuda")
         aligned, perm = ata_ext.align(x)
         assert torch.equal(ata_ext.dealign(aligned, perm), x)
+        # A key whose rows start one entry into x's: the feature norms read it strided, in
+        # 4-byte vectors.
+        _, perm = ata_ext.align(x, key=x[..., 1:])
+        assert torch.equal(perm.sort(-1).values, torch.arange(49, device="cuda").expand(2, 4, 49))
         x[1, 2, 5] = float("nan")  # a token matched last; bfloat16 and float16 similarities
         for dtype in (torch.bfloat16, torch.float16):
             aligned, perm = ata_ext.align(x.to(dtype))
