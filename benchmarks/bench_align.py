@@ -71,7 +71,7 @@ def parts(x, device):
     align with each way of computing the products (ATA_EXT_SIMILARITY_BMM: one bmm, the default on
     CUDA, or one per frame pair, the default on the CPU); on CUDA also align replayed as one CUDA
     graph (eager time minus this is launch overhead). The gathers' yardstick, a copy_'s bandwidth,
-    is measured by kernel time in kernels()."""
+    is measured by kernel time in kernel_times()."""
     from ata_ext._align import alignment_permutations, frame_similarities
 
     k = x.float() if device == "cpu" and x.dtype in (torch.float16, torch.bfloat16) else x
@@ -114,17 +114,11 @@ def parts(x, device):
     return out
 
 
-def kernels(x, reps=10):
-    """CUDA only. The device's own view of align, from the profiler's kernel times: each kernel's
-    time per call of align, their sum against the one-bmm matmul's, PyTorch's norms for its own
-    norms kernel to be read against, the gather kernel against a copy_ of x's size and of 256 MiB
-    (bytes read + written per second of kernel time); and each call's time in a stream of `reps`
-    calls back to back between two CUDA events (a training loop's case, where the host enqueues
-    ahead and no call waits on the last one's sync), align also replayed as a CUDA graph (what
-    torch.compile's "reduce-overhead" mode runs: no host work per call but the replay's)."""
-    from torch.autograd import DeviceType
-    from torch.profiler import ProfilerActivity, profile
-
+def kernel_fns(x):
+    """CUDA only. What --kernels times: align (also in the nt layout, and replayed as a CUDA graph,
+    what torch.compile's "reduce-overhead" mode runs: no host work a call but the replay's), the
+    similarity matmul both ways, align's gather, PyTorch's norms (for align's own norms kernel to
+    be read against), and copy_ of x's size and of 256 MiB (the bandwidth yardsticks)."""
     flat = x.flatten(0, 1)
     perm = ata_ext.align(x)[1]
     big = torch.empty(256 << 20, dtype=torch.uint8, device=x.device)
@@ -136,22 +130,58 @@ def kernels(x, reps=10):
     torch.cuda.current_stream().wait_stream(side)
     with torch.cuda.graph(graph):
         ata_ext.align(x)
-    fns = {
+    return {
         "matmul, one bmm": lambda: torch.bmm(flat[:-1], flat[1:].transpose(1, 2)),
         "matmul, padded": lambda: padded_products(flat),
         "align": lambda: ata_ext.align(x),
         "align nt": lambda: ata_ext.align(x, layout="nt"),
         "align, CUDA graph": graph.replay,
         "gather": lambda: torch.ops.ata_ext.align_gather(x, perm, False, False),
-        # PyTorch's reduction for the norms align takes (its own kernel since f505a92's run).
         "norms, torch.linalg.vector_norm": lambda: torch.linalg.vector_norm(x, dim=-1, dtype=torch.float32),
         "copy_ of x": lambda: same.copy_(x),
         "copy_ 256 MiB": lambda: dst.copy_(big),
     }
-    out = {"kernels per call (us)": {}, "kernel time per call (s)": {}, "stream time per call (s)": {}}
+
+
+def stream_times(fns, reps=10):
+    """Each function's time a call in a stream of `reps` calls back to back between two CUDA events
+    (a training loop's case: the host enqueues ahead, no call waits on the last one's sync), and the
+    host's own time a call to enqueue them: where the two are equal, the host bounds the stream.
+    Run before any profiler in the process, so that nothing a profiler leaves behind can reach it
+    (CUPTI's callbacks slowed every later launch where PyTorch did not tear CUPTI down after a run,
+    pytorch/pytorch#146604; torch 2.14's profiler does, except with inductor's CUDA graphs on CUDA
+    older than 12.6). The stream times of code f505a92 (align 0.326 ms a call on an H200 for
+    0.219 ms of kernels) were taken after profiling."""
+    out = {"stream time per call (s)": {}, "host time per call (s)": {}}
     for name, fn in fns.items():
         fn()
         torch.cuda.synchronize()
+        best = best_host = float("inf")
+        for _ in range(5):
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize()
+            start.record()
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            best_host = min(best_host, (time.perf_counter() - t0) / reps)
+            stop.record()
+            stop.synchronize()
+            best = min(best, start.elapsed_time(stop) * 1e-3 / reps)
+        out["stream time per call (s)"][name] = best
+        out["host time per call (s)"][name] = best_host
+    return out
+
+
+def kernel_times(x, fns, reps=10):
+    """The device's own view, from the profiler's kernel times: each function's kernels per call
+    (align's one by one), their sum, the gather kernel's and copy_'s bandwidth (bytes read +
+    written per second of kernel time), and align's host ops with the most CPU time of their own."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {"kernels per call (us)": {}, "kernel time per call (s)": {}}
+    for name, fn in fns.items():
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for _ in range(reps):
                 fn()
@@ -163,19 +193,6 @@ def kernels(x, reps=10):
                 per_kernel[evt.key[:90]] = us / reps
         out["kernels per call (us)"][name] = per_kernel
         out["kernel time per call (s)"][name] = sum(per_kernel.values()) * 1e-6
-        best = float("inf")
-        for _ in range(5):
-            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
-            start.record()
-            for _ in range(reps):
-                fn()
-            stop.record()
-            stop.synchronize()
-            best = min(best, start.elapsed_time(stop) * 1e-3 / reps)
-        out["stream time per call (s)"][name] = best
-    # The host's side of align (in a stream of calls its time per call exceeded its kernels' on an
-    # H200): the ops with the most CPU time of their own, per call.
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(reps):
             ata_ext.align(x)
@@ -186,8 +203,25 @@ def kernels(x, reps=10):
     nbytes = 2 * x.numel() * x.element_size()
     out["gather kernel GB/s"] = nbytes / k["gather"] / 1e9
     out["copy_ of x kernel GB/s"] = nbytes / k["copy_ of x"] / 1e9
-    out["copy_ 256 MiB kernel GB/s"] = 2 * big.numel() / k["copy_ 256 MiB"] / 1e9
+    out["copy_ 256 MiB kernel GB/s"] = 2 * (256 << 20) / k["copy_ 256 MiB"] / 1e9
     return out
+
+
+def print_kernels(kt):
+    for what, key in (("kernel time per call", "kernel time per call (s)"), ("in a stream of calls", "stream time per call (s)"),
+                      ("host's time per call", "host time per call (s)")):
+        d = kt[key]
+        print(f"    {what}: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in d.items())
+              + f"   (align {d['align'] / d['matmul, one bmm']:.2f}x, nt {d['align nt'] / d['matmul, one bmm']:.2f}x,"
+              f" graph {d['align, CUDA graph'] / d['matmul, one bmm']:.2f}x the one-bmm matmul;"
+              f" {d['align'] / d['matmul, padded']:.2f}x, {d['align nt'] / d['matmul, padded']:.2f}x the padded one)")
+    print(f"    kernel GB/s: gather {kt['gather kernel GB/s']:.0f}, copy_ of x {kt['copy_ of x kernel GB/s']:.0f},"
+          f" copy_ 256 MiB {kt['copy_ 256 MiB kernel GB/s']:.0f}"
+          f" (gather {kt['gather kernel GB/s'] / kt['copy_ 256 MiB kernel GB/s']:.0%} of the big copy)")
+    for n, v in kt["kernels per call (us)"]["align"].items():
+        print(f"      align kernel {v:8.1f} us  {n}")
+    for n, v in kt["align host ops, self us per call"].items():
+        print(f"      align host   {v:8.1f} us  {n}")
 
 
 def main():
@@ -197,7 +231,7 @@ def main():
     p.add_argument("--literal-clips", type=int, default=2, help="clips timed for the literal Algorithm 1 (scaled up)")
     p.add_argument("--parts", action="store_true", help="also time align's pieces (see parts())")
     p.add_argument("--features", default="random,coherent", help="which clips: random, coherent or both (comma-separated)")
-    p.add_argument("--kernels", action="store_true", help="CUDA: also the profiler's kernel times and stream timing (see kernels())")
+    p.add_argument("--kernels", action="store_true", help="CUDA: also stream timing and the profiler's kernel times (see kernel_fns())")
     p.add_argument("--shape", default=None, help="B,T,N,C (default: 16,8,196,768 on the CPU, 32,8,196,768 on CUDA)")
     a = p.parse_args()
     cuda = a.device == "cuda"
@@ -205,7 +239,7 @@ def main():
     dtype = torch.bfloat16 if cuda else torch.float32
     from reference_ata import literal_align
 
-    results = []
+    results, profiled = [], []
     print(f"align on {shape} {dtype} ({a.device}, {torch.get_num_threads()} threads)")
     for kind in a.features.split(","):
         x = clip(kind, shape, dtype, a.device)
@@ -248,24 +282,18 @@ def main():
             print("    parts: " + "   ".join(f"{k} {v * 1e3:.3f} ms" for k, v in row["parts_s"].items())
                   + f"   (gather moves {gather_bytes / row['parts_s']['gather'] / 1e9:.0f} GB/s)")
         if a.kernels and cuda:
-            try:
-                kt = row["kernels"] = kernels(x)
-            except Exception as e:  # a diagnostic: its failure must not cost the rows above
-                print(f"    kernels: failed: {type(e).__name__}: {e}")
-                continue
-            k, st = kt["kernel time per call (s)"], kt["stream time per call (s)"]
-            for what, d in (("kernel time per call", k), ("in a stream of calls", st)):
-                print(f"    {what}: " + "   ".join(f"{n} {v * 1e3:.3f} ms" for n, v in d.items())
-                      + f"   (align {d['align'] / d['matmul, one bmm']:.2f}x, nt {d['align nt'] / d['matmul, one bmm']:.2f}x,"
-                      f" graph {d['align, CUDA graph'] / d['matmul, one bmm']:.2f}x the one-bmm matmul;"
-                      f" {d['align'] / d['matmul, padded']:.2f}x, {d['align nt'] / d['matmul, padded']:.2f}x the padded one)")
-            print(f"    kernel GB/s: gather {kt['gather kernel GB/s']:.0f}, copy_ of x {kt['copy_ of x kernel GB/s']:.0f},"
-                  f" copy_ 256 MiB {kt['copy_ 256 MiB kernel GB/s']:.0f}"
-                  f" (gather {kt['gather kernel GB/s'] / kt['copy_ 256 MiB kernel GB/s']:.0%} of the big copy)")
-            for n, v in kt["kernels per call (us)"]["align"].items():
-                print(f"      align kernel {v:8.1f} us  {n}")
-            for n, v in kt["align host ops, self us per call"].items():
-                print(f"      align host   {v:8.1f} us  {n}")
+            fns = kernel_fns(x)
+            row["kernels"] = stream_times(fns)
+            profiled.append((kind, x, fns, row["kernels"]))
+    # The profiler only now, after every wall and stream timing above (see stream_times).
+    for kind, x, fns, kt in profiled:
+        print(f"  {kind} (--kernels):")
+        try:
+            kt.update(kernel_times(x, fns))
+        except Exception as e:  # a diagnostic: its failure must not cost the rows above
+            print(f"    kernels: failed: {type(e).__name__}: {e}")
+            continue
+        print_kernels(kt)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(results, f, indent=1)
