@@ -241,21 +241,27 @@ __device__ __noinline__ void set_start_prices(const int32_t* lv, unsigned long l
 }
 
 // Whether the first choices chosen[0..r) of an r x n problem (first_choice_kernel) are distinct
-// columns, flat rows aside, by the whole block, with owner (n entries) and *flag as shared
-// scratch; if they are, they are the optimum (auction.h), the flat rows taking the columns left,
-// and are written to out (the problem's N entries, transposed back where r counts the input's
-// columns). Not inlined, like set_start_prices: it runs once a problem, and inlined it made
-// ptxas spill in more of the 1024-thread kernels.
+// columns, flat rows aside, by the whole block, with owner (n entries), *flag and *any_flat as
+// shared scratch; if they are, they are the optimum (auction.h), the flat rows taking the columns
+// left, and are written to out (the problem's N entries, transposed back where r counts the
+// input's columns). Not inlined, like set_start_prices: it runs once a problem, and inlined it
+// made ptxas spill in more of the 1024-thread kernels.
 template <int kThreads>
 __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r, int64_t n, bool transpose,
-                                                int32_t* owner, int* flag, int64_t* out) {
+                                                int32_t* owner, int* flag, int* any_flat, int64_t* out) {
   const int tid = threadIdx.x;
   for (int64_t j = tid; j < n; j += kThreads) owner[j] = -1;
-  if (tid == 0) *flag = 1;
+  if (tid == 0) {
+    *flag = 1;
+    *any_flat = 0;
+  }
   __syncthreads();
   for (int64_t i = tid; i < r; i += kThreads) {
     const int32_t j = chosen[i];
-    if (j == au::kFlatChoice) continue;
+    if (j == au::kFlatChoice) {
+      atomicExch(any_flat, 1);
+      continue;
+    }
     if (j < 0 || atomicExch(&owner[j], static_cast<int32_t>(i)) != -1) atomicExch(flag, 0);
   }
   __syncthreads();  // also orders the kernel's -1 fill of out before the answer
@@ -272,9 +278,12 @@ __device__ __noinline__ bool take_first_choices(const int32_t* chosen, int64_t r
       }
     }
     // The flat rows, lowest first, take the columns left, lowest first, as the twin's
-    // lsa_first_choices does. One thread: this runs once a problem, and the other threads' writes
-    // above touch other entries of out and none of owner.
-    if (tid == 0) {
+    // lsa_first_choices does. One thread: flat rows are rare (zero tokens), and the other
+    // threads' writes above touch other entries of out and none of owner. Only where there are
+    // any: otherwise the thread's walk over all r first choices, a load at a time, is wasted, and
+    // on align's problems, which all end here (224 blocks of 196^2 for (32, 8, 196, 768) features,
+    // 24 us of kernel time on an H200), it may be a good part of a block's time (not measured).
+    if (tid == 0 && *any_flat) {
       for (int64_t i = 0, j = 0; i < r; ++i) {
         if (chosen[i] != au::kFlatChoice) continue;
         while (owner[j] != -1) ++j;
@@ -609,7 +618,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
   __shared__ int nbidders, nactive, fail;
-  __shared__ int nflat, npools, equal_rows;  // flat rows; pools; find_pools' scratch
+  __shared__ int nflat, npools, equal_rows;  // flat rows (first take_first_choices' flag); pools; find_pools' scratch
   __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
   __shared__ int start_pending;              // start prices (auction.h) are due after this round
   __shared__ int64_t path_end;               // the round count after the path searches, for every thread
@@ -619,7 +628,7 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
 
   // 0. The first choices (first_choice_kernel): if no two rows share one (flat rows aside), they
   // are the answer.
-  if (take_first_choices<kThreads>(first + b * r, r, n, transpose, owner, &solved, out + b * N)) {
+  if (take_first_choices<kThreads>(first + b * r, r, n, transpose, owner, &solved, &nflat, out + b * N)) {
     if (tid == 0) status[b] = kOk;
     return;
   }
