@@ -29,15 +29,14 @@ constexpr int kRowLoads = 4;
 // way, 93% so: bench_align.py --kernels).
 template <typename V, typename F>
 __device__ __forceinline__ void for_each_row_vector(const V* row, int64_t vecs, int lane, F&& f) {
-  constexpr int kLoads = kRowLoads;
-  for (int64_t v0 = lane; v0 < vecs; v0 += 32 * kLoads) {
-    V buf[kLoads];
+  for (int64_t v0 = lane; v0 < vecs; v0 += 32 * kRowLoads) {
+    V buf[kRowLoads];
 #pragma unroll
-    for (int u = 0; u < kLoads; ++u) {
+    for (int u = 0; u < kRowLoads; ++u) {
       if (v0 + 32 * u < vecs) buf[u] = __ldg(row + v0 + 32 * u);
     }
 #pragma unroll
-    for (int u = 0; u < kLoads; ++u) {
+    for (int u = 0; u < kRowLoads; ++u) {
       if (v0 + 32 * u < vecs) f(v0 + 32 * u, buf[u]);
     }
   }
