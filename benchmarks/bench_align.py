@@ -4,8 +4,8 @@ frames with scipy), on random features and on a temporally coherent clip.
 
     python benchmarks/bench_align.py                 # CPU: (16, 8, 196, 768) float32
     python benchmarks/bench_align.py --device cuda   # GPU: (32, 8, 196, 768) bfloat16
-    --parts: align's pieces timed alone; --kernels (CUDA): the profiler's kernel times, the gather
-    against a copy_, and calls timed back to back in a stream
+    --parts: align's pieces timed alone; --kernels (CUDA): calls timed back to back in a stream
+    (and the host's time to enqueue them), then the profiler's kernel times, the gather against a copy_
 """
 import argparse
 import json

@@ -49,8 +49,8 @@ TORCH_LIBRARY(ata_ext, m) {
   // Each entry is divided by both norms (each clamped to at least 1e-12, as normalize does); an
   // entry that is not finite becomes -2, below every cosine similarity (common/similarity.h).
   // products, if given, are the Gram matrices in a strided (T-1, B, N, N) layout with contiguous
-  // rows, read instead
-  // of gram's own entries (one pass instead of a copy into gram and another over it).
+  // rows, read instead of gram's own entries (one pass instead of a copy into gram and another
+  // over it).
   m.def("normalize_similarities_(Tensor(a!) gram, Tensor? norms, Tensor? products=None) -> ()");
   // align's similarities: key (B, T, N, D) float16/bfloat16/float32/float64 -> (T-1, B, N, N) in
   // key's dtype, the cosine similarities of frame t's tokens (rows) with frame t+1's (columns),

@@ -618,7 +618,8 @@ __global__ void __launch_bounds__(block_threads(kWide)) auction_kernel(const sca
   __shared__ au::Stats part[kWarps];
   __shared__ au::Scale sc_shared;
   __shared__ int nbidders, nactive, fail;
-  __shared__ int nflat, npools, equal_rows;  // flat rows (first take_first_choices' flag); pools; find_pools' scratch
+  // Flat rows (before that, take_first_choices' any-flat flag); pools; find_pools' scratch.
+  __shared__ int nflat, npools, equal_rows;
   __shared__ int contested, solved;          // the early end (auction.h): two bids met; it applies
   __shared__ int start_pending;              // start prices (auction.h) are due after this round
   __shared__ int64_t path_end;               // the round count after the path searches, for every thread

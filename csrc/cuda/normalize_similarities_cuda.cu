@@ -11,8 +11,6 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <algorithm>
-
 #include "common/gather_common.h"
 #endif
 
@@ -20,6 +18,7 @@
 #include <type_traits>
 
 #include "common/similarity.h"
+#include "cuda/row_vectors.h"
 
 namespace ata_ext {
 namespace {
@@ -76,8 +75,7 @@ void normalize_similarities_cuda(const at::Tensor& gram, const c10::optional<at:
   const at::Tensor norms = norms_in.has_value() ? norms_in->contiguous() : at::Tensor();
   const at::Tensor& products = products_in.has_value() ? *products_in : gram;
   const ProductStrides ps{products.stride(0), products.stride(1), products.stride(2)};
-  const int64_t rows = (T - 1) * B * N, warps_per_block = kSimilarityThreads / 32;
-  const int blocks = static_cast<int>(std::min<int64_t>((rows + warps_per_block - 1) / warps_per_block, 65535));
+  const int blocks = grid_for((T - 1) * B * N * 32, kSimilarityThreads);  // a warp per row
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, gram.scalar_type(), "normalize_similarities_", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;

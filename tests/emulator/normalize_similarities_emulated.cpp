@@ -30,17 +30,16 @@ void run(const void* products, const ata_ext::ProductStrides& ps, void* gram, co
 
 // gram (T-1, B, N, N) of dtype code (0 float32, 1 float64, 2 float16, 3 bfloat16), norms (B, T, N)
 // float32 (float64 for float64) or null; products null (in place) or the Gram matrices at element
-// strides (st, sb, si) with contiguous rows, as the launcher does. Returns 0, or 1 with the emulator's error in err.
+// strides (st, sb, si) with contiguous rows, as the launcher does. Returns 0, or 1 with the
+// emulator's error in err.
 extern "C" int emu_normalize_similarities(void* gram, int dtype, const void* norms, const void* products, int64_t st,
                                           int64_t sb, int64_t si, int64_t B, int64_t T, int64_t N,
                                           int max_grid, uint64_t seed, char* err, int errlen) {
   namespace k = ata_ext;
-  const int64_t rows = (T - 1) * B * N, per_block = k::kSimilarityThreads / 32;
-  int64_t blocks = std::max<int64_t>((rows + per_block - 1) / per_block, 1);
-  if (max_grid > 0) blocks = std::min<int64_t>(blocks, max_grid);
+  int grid = k::grid_for((T - 1) * B * N * 32, k::kSimilarityThreads);  // as the launcher
+  if (max_grid > 0) grid = std::min(grid, max_grid);
   const k::ProductStrides ps = products ? k::ProductStrides{st, sb, si} : k::ProductStrides{B * N * N, N * N, N};
   const void* src = products ? products : gram;
-  const int grid = static_cast<int>(blocks);
   try {
     switch (dtype) {
       case 0: run<float, float>(src, ps, gram, norms, B, T, N, grid, seed); break;
