@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every GPU check, for a machine with a CUDA GPU and no network:
-#   bash benchmarks/gpu_check.sh OUTDIR [STAGE...]      STAGE: tests sanitizer bench (default: all)
+#   bash benchmarks/gpu_check.sh OUTDIR [STAGE...]      STAGE: tests sanitizer align bench (default: all)
 # Builds ata_ext in place against that machine's own torch and nvcc (incremental: a second call
 # reuses ./build), then per stage:
 #   tests      the whole test suite with the CUDA tests active          -> tests.log
@@ -8,18 +8,24 @@
 #              tensors alone, when GPU time is short: the whole suite took five minutes on an H200 machine)
 #   sanitizer  compute-sanitizer memcheck and racecheck on a small solver
 #              and gather workload (benchmarks/sanitizer_workload.py)  -> sanitizer.log
-#   bench      gpu_bench.py, bench_align.py, bench.py (CPU vs scipy vs CUDA), bench_block.py
+#   align      bench_align.py: align against the similarity matmul, its pieces, its kernels
+#              (about a minute)                                         -> align.json
+#   bench      gpu_bench.py, bench.py (CPU vs scipy vs CUDA), bench_block.py
 #                                                                       -> bench.json, bench.png,
-#                                                                          gpu_bench.json, align.json
+#                                                                          gpu_bench.json
 # summary.txt gets the device, versions, pass/fail counts, sanitizer verdicts and the benchmark
-# tables, each stage with its wall time; build.log the build's tail. Stages can run in separate
-# calls (each writes its own files) when one call has a time limit. Without a GPU it says so and
+# tables, each stage with its wall time; build.log the build's tail. Stages run in the order
+# given and can run in separate calls (each writes its own files) when one call has a time limit:
+# `align tests sanitizer` (the build, about 2.5 minutes on 16 cores, then about 4) fits in one. Without a GPU it says so and
 # exits non-zero. On a machine without network, WHEELS=DIR installs the wheels in DIR first (for
 # example lapx, which the benchmarks compare with and skip when it is missing).
 set -uo pipefail
 OUTDIR=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [sanitizer] [bench]}
 shift
-STAGES=${*:-tests sanitizer bench}
+STAGES=${*:-tests sanitizer align bench}
+for stage in $STAGES; do
+  case $stage in tests | sanitizer | align | bench) ;; *) echo "gpu_check: unknown stage '$stage' (tests, sanitizer, align, bench)" >&2; exit 2 ;; esac
+done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -57,20 +63,19 @@ tail -n 30 "$OUTDIR/build.log" > "$OUTDIR/build.tail" && mv "$OUTDIR/build.tail"
 echo "build: ok ($("$PY" -c 'import ata_ext; print("CUDA kernels included" if ata_ext.built_with_cuda else "CPU only!")'), $((SECONDS - t0)) s)" >> "$summary"
 
 status=0
-has() { case " $STAGES " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
-if has tests; then
+run_tests() {
   # pytest-xdist, where installed, spreads the suite over up to 8 processes (they share the GPU):
   # about 2 minutes on a 16-core H100 machine instead of several times that.
-  t0=$SECONDS
-  par=""
+  local t0=$SECONDS par=""
   if "$PY" -c "import xdist" 2>/dev/null; then par="-n $(( $(nproc) < 8 ? $(nproc) : 8 ))"; fi
   # PYTEST_ARGS is split into words on purpose.
   "$PY" -m pytest -q -ra -p no:cacheprovider $par ${PYTEST_ARGS:-} tests > "$OUTDIR/tests.log" 2>&1 || status=1
   echo "tests: $(tail -n 1 "$OUTDIR/tests.log") ($((SECONDS - t0)) s)" >> "$summary"
-fi
+}
 
-if has sanitizer; then
+run_sanitizer() {
+  local t0 tool
   : > "$OUTDIR/sanitizer.log"
   for tool in memcheck racecheck; do
     t0=$SECONDS
@@ -82,15 +87,20 @@ if has sanitizer; then
       status=1
     fi
   done
-fi
+}
 
-if has bench; then
-  # The issues' GPU figures first (the solver's, then align's), so that a run cut short by a time
-  # limit still has them: each script prints its rows into summary.txt as it measures them.
-  t0=$SECONDS
-  "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" >> "$summary" 2>&1 || { echo "gpu_bench: FAILED" >> "$summary"; status=1; }
+# Each benchmark prints its rows into summary.txt as it measures them, so a run cut short by a
+# time limit still has the rows before the cut.
+run_align() {
+  local t0=$SECONDS
   "$PY" benchmarks/bench_align.py --device cuda --parts --kernels --out "$OUTDIR/align.json" >> "$summary" 2>&1 || { echo "bench_align: FAILED" >> "$summary"; status=1; }
-  echo "gpu_bench + bench_align: $((SECONDS - t0)) s" >> "$summary"
+  echo "align stage: $((SECONDS - t0)) s" >> "$summary"
+}
+
+run_bench() {
+  local t0=$SECONDS
+  "$PY" benchmarks/gpu_bench.py --out "$OUTDIR/gpu_bench.json" >> "$summary" 2>&1 || { echo "gpu_bench: FAILED" >> "$summary"; status=1; }
+  echo "gpu_bench: $((SECONDS - t0)) s" >> "$summary"
   if "$PY" benchmarks/bench.py --out "$OUTDIR/bench" > "$OUTDIR/bench.txt" 2>&1; then
     mv "$OUTDIR/bench/results.json" "$OUTDIR/bench.json"
     mv "$OUTDIR/bench/plot.png" "$OUTDIR/bench.png" 2>/dev/null
@@ -102,7 +112,9 @@ if has bench; then
   rm -f "$OUTDIR/bench.txt"
   "$PY" benchmarks/bench_block.py --device cuda --reps 10 >> "$summary" 2>&1 || { echo "bench_block: FAILED" >> "$summary"; status=1; }
   echo "bench stage: $((SECONDS - t0)) s" >> "$summary"
-fi
+}
+
+for stage in $STAGES; do "run_$stage"; done
 
 cat "$summary"
 exit $status
