@@ -116,5 +116,12 @@ run_bench() {
 
 for stage in $STAGES; do "run_$stage"; done
 
+# The logs are meant to be kept with the repository: the machine's own paths (this checkout, the
+# output folder, the Python library folder) become relative names.
+lib=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" 2>/dev/null)
+for f in "$OUTDIR"/*.log "$summary"; do
+  [ -f "$f" ] || continue
+  sed -i -e "s#$PWD/##g" -e "s#$OUTDIR/##g" ${lib:+-e "s#$lib/#site-packages/#g"} "$f"
+done
 cat "$summary"
 exit $status
