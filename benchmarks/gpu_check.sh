@@ -16,11 +16,12 @@
 # summary.txt gets the device, versions, pass/fail counts, sanitizer verdicts and the benchmark
 # tables, each stage with its wall time; build.log the build's tail. Stages run in the order
 # given and can run in separate calls (each writes its own files) when one call has a time limit:
-# `align tests sanitizer` (the build, about 2.5 minutes on 16 cores, then about 4) fits in one. Without a GPU it says so and
-# exits non-zero. On a machine without network, WHEELS=DIR installs the wheels in DIR first (for
+# `align tests sanitizer` (the build, about 2.5 minutes on 16 cores, then about 4) fits in one.
+# The logs name paths relative to the checkout, so they can be kept in the repository as they
+# are. Without a GPU it says so and exits non-zero. On a machine without network, WHEELS=DIR installs the wheels in DIR first (for
 # example lapx, which the benchmarks compare with and skip when it is missing).
 set -uo pipefail
-OUTDIR=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [sanitizer] [bench]}
+OUTDIR=${1:?usage: bash benchmarks/gpu_check.sh OUTDIR [tests] [sanitizer] [align] [bench]}
 shift
 STAGES=${*:-tests sanitizer align bench}
 for stage in $STAGES; do
@@ -33,6 +34,19 @@ PY=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the in-place build, not an installed copy
 summary="$OUTDIR/summary.txt"
+
+# Prints the summary and exits with $1, after turning the machine's own paths in the logs (this
+# checkout, the output folder, the Python library folder) into relative names.
+finish() {
+  local lib f
+  lib=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" 2>/dev/null)
+  for f in "$OUTDIR"/*.log "$summary"; do
+    [ -f "$f" ] || continue
+    sed -i -e "s#$PWD/##g" -e "s#$OUTDIR/##g" ${lib:+-e "s#$lib/#site-packages/#g"} "$f"
+  done
+  cat "$summary"
+  exit "$1"
+}
 
 if [ -n "${WHEELS:-}" ]; then
   "$PY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl >> "$summary" 2>&1 || echo "wheels from $WHEELS: install FAILED" >> "$summary"
@@ -56,8 +70,7 @@ t0=$SECONDS
 if ! "$PY" setup.py build_ext --inplace > "$OUTDIR/build.log" 2>&1; then
   echo "build: FAILED (see build.log)" >> "$summary"
   tail -n 80 "$OUTDIR/build.log" > "$OUTDIR/build.tail" && mv "$OUTDIR/build.tail" "$OUTDIR/build.log"
-  cat "$summary"
-  exit 1
+  finish 1
 fi
 tail -n 30 "$OUTDIR/build.log" > "$OUTDIR/build.tail" && mv "$OUTDIR/build.tail" "$OUTDIR/build.log"
 echo "build: ok ($("$PY" -c 'import ata_ext; print("CUDA kernels included" if ata_ext.built_with_cuda else "CPU only!")'), $((SECONDS - t0)) s)" >> "$summary"
@@ -116,12 +129,4 @@ run_bench() {
 
 for stage in $STAGES; do "run_$stage"; done
 
-# The logs are meant to be kept with the repository: the machine's own paths (this checkout, the
-# output folder, the Python library folder) become relative names.
-lib=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" 2>/dev/null)
-for f in "$OUTDIR"/*.log "$summary"; do
-  [ -f "$f" ] || continue
-  sed -i -e "s#$PWD/##g" -e "s#$OUTDIR/##g" ${lib:+-e "s#$lib/#site-packages/#g"} "$f"
-done
-cat "$summary"
-exit $status
+finish "$status"
