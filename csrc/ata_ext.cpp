@@ -54,7 +54,8 @@ TORCH_LIBRARY(ata_ext, m) {
   m.def("normalize_similarities_(Tensor(a!) gram, Tensor? norms, Tensor? products=None) -> ()");
   // align's similarities: key (B, T, N, D) float16/bfloat16/float32/float64 -> (T-1, B, N, N) in
   // key's dtype, the cosine similarities of frame t's tokens (rows) with frame t+1's (columns),
-  // -2 where that is not finite: the norms, one bmm per frame pair and normalize_similarities_.
+  // -2 where that is not finite: the norms, the products (one bmm per frame pair on the CPU, one
+  // over all frames on CUDA: common/frame_similarities.h) and normalize_similarities_.
   m.def("frame_similarities(Tensor key) -> Tensor");
   // The composition that turns frame-pair assignments into alignment permutations (align's last
   // step before the gather): steps (T-1, B, N), steps[t-1, b] frame t-1's column per row in frame

@@ -59,8 +59,8 @@ at::Tensor frame_similarities_impl(const at::Tensor& key, Empty empty, NormsOf n
   // more than that work: on an H200 align on (32, 8, 196, 768) bfloat16 took 0.35 instead of 0.44
   // ms on coherent features (2.23 instead of 2.32 on random ones; bench_align.py --parts). On the
   // CPU, with no launches to save, one bmm measured 4-15% slower ((16, 8, 196, 768) float32, 2
-  // cores). So the default is one bmm on CUDA and one a pair elsewhere; ATA_EXT_SIMILARITY_BMM=one or =pair (read at every call) picks one,
-  // for benchmarks/bench_align.py to time both.
+  // cores). So the default is one bmm on CUDA and one a pair elsewhere; ATA_EXT_SIMILARITY_BMM=one
+  // or =pair (read at every call) picks one, for benchmarks/bench_align.py to time both.
   std::optional<at::Tensor> products;  // where the Gram matrices are, when not in sim
   const char* bmm_env = std::getenv("ATA_EXT_SIMILARITY_BMM");
   const std::string_view bmm = bmm_env != nullptr ? bmm_env : (key.is_cuda() ? "one" : "pair");
